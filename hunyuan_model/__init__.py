@@ -1,0 +1,23 @@
+"""HunyuanVideo in plain PyTorch: the public API for scripts and the headless runner.
+
+Nothing here imports ComfyUI. The ComfyUI nodes in ``nodes/`` are thin adapters over these functions.
+See the README's "Python API" section for a tour.
+"""
+
+from .latent import (
+    LATENT_CHANNELS,
+    VAE_SCALING_FACTOR,
+    VideoGeometry,
+    empty_latent,
+    latent_frames,
+    video_frames,
+)
+
+__all__ = [
+    "LATENT_CHANNELS",
+    "VAE_SCALING_FACTOR",
+    "VideoGeometry",
+    "empty_latent",
+    "latent_frames",
+    "video_frames",
+]

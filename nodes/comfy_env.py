@@ -1,0 +1,263 @@
+"""The pack's only contact with ComfyUI, with a standalone fallback for tests and headless runs.
+
+Inside ComfyUI this module asks ``folder_paths`` for model folders, ``comfy.model_management`` for
+devices, memory and cancellation, ``comfy.utils.ProgressBar`` for progress and ``latent_preview``
+for sampler previews. Without ComfyUI it uses a models directory laid out with ComfyUI's folder
+names (from :func:`configure` or ``HUNYUANVIDEO_MODELS_DIR``), CUDA if present else the CPU, tqdm
+progress bars and a process-wide cancel flag.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import torch
+
+log = logging.getLogger("HunyuanVideo")
+
+try:
+    import comfy.model_management as _mm
+    import comfy.utils as _comfy_utils
+    import folder_paths as _folder_paths
+
+    IN_COMFYUI = True
+except ImportError:
+    IN_COMFYUI = False
+
+# ComfyUI's folder kinds and the directories each one spans (ComfyUI's folder_paths does the same).
+MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
+    "diffusion_models": ("diffusion_models", "unet"),
+    "text_encoders": ("text_encoders", "clip"),
+    "vae": ("vae",),
+    "loras": ("loras",),
+    "clip_vision": ("clip_vision",),
+}
+
+_standalone = {
+    "models_dir": os.environ.get("HUNYUANVIDEO_MODELS_DIR", "models"),
+    "output_dir": os.environ.get("HUNYUANVIDEO_OUTPUT_DIR", "output"),
+}
+
+
+class Cancelled(RuntimeError):
+    """Raised at the next progress update after :func:`request_cancel` (standalone runs only)."""
+
+
+def configure(models_dir: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None) -> None:
+    """Set the standalone models and output directories (ignored inside ComfyUI, which has its own)."""
+    if models_dir is not None:
+        _standalone["models_dir"] = os.fspath(models_dir)
+    if output_dir is not None:
+        _standalone["output_dir"] = os.fspath(output_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model files
+
+
+def model_folders(kind: str) -> list[Path]:
+    """The directories that hold models of ``kind`` (one of :data:`MODEL_FOLDERS`)."""
+    if kind not in MODEL_FOLDERS:
+        raise ValueError(f"unknown model folder kind {kind!r}; expected one of {sorted(MODEL_FOLDERS)}.")
+    if IN_COMFYUI:
+        return [Path(p) for p in _folder_paths.get_folder_paths(kind)]
+    root = Path(_standalone["models_dir"])
+    return [root / name for name in MODEL_FOLDERS[kind]]
+
+
+def list_models(kind: str, extensions: tuple[str, ...], include_dirs: bool = False) -> list[str]:
+    """Names (relative, '/'-separated) of model files of ``kind`` ending in one of ``extensions``.
+
+    With ``include_dirs``, folders holding a ``config.json`` (transformers or diffusers layouts)
+    are listed too, and not searched further.
+    """
+    names: set[str] = set()
+    for base in model_folders(kind):
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            here = Path(dirpath)
+            if include_dirs and here != base and "config.json" in filenames:
+                names.add(here.relative_to(base).as_posix())
+                dirnames.clear()
+                continue
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for filename in filenames:
+                if filename.lower().endswith(extensions):
+                    names.add((here / filename).relative_to(base).as_posix())
+    return sorted(names, key=str.lower)
+
+
+def resolve_model(kind: str, name: str) -> Path:
+    """Full path of model ``name`` of ``kind``; refuses any name that leaves the model folders.
+
+    Workflows are shared files, so a model name from one must not reach arbitrary paths: absolute
+    names, ``..`` parts and symlinks pointing outside the folders are refused.
+    """
+    _check_relative_name(name)
+    folders = model_folders(kind)
+    for base in folders:
+        candidate = base / name
+        if not candidate.exists():
+            continue
+        real, real_base = candidate.resolve(), base.resolve()
+        if not real.is_relative_to(real_base):
+            raise PermissionError(
+                f"model {name!r} in {base} is a link to {real}, outside the {kind} folders; "
+                f"move or copy the file into {base} instead of linking it from elsewhere."
+            )
+        return candidate
+    searched = ", ".join(str(f) for f in folders) or "(no folders configured)"
+    raise FileNotFoundError(
+        f"model {name!r} was not found in the {kind} folders: {searched}. "
+        f"Put the file there (or fix the name in the workflow) and refresh the node list."
+    )
+
+
+def _check_relative_name(name: str) -> None:
+    if not name or not name.strip():
+        raise ValueError("no model file chosen: pick one from the list (is the models folder empty?).")
+    for pure in (PurePosixPath(name), PureWindowsPath(name)):
+        if pure.is_absolute() or pure.drive or pure.root:
+            raise PermissionError(
+                f"model name {name!r} is an absolute path; only names inside the model folders are allowed."
+            )
+        if ".." in pure.parts:
+            raise PermissionError(
+                f"model name {name!r} contains '..'; only names inside the model folders are allowed."
+            )
+
+
+def output_directory() -> Path:
+    """Where saved files go: ComfyUI's output folder, or the standalone output directory."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_output_directory())
+    return Path(_standalone["output_dir"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and memory
+
+
+def compute_device() -> torch.device:
+    """The device models run on."""
+    if IN_COMFYUI:
+        return _mm.get_torch_device()
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    """Where models wait while not in use."""
+    if IN_COMFYUI:
+        return _mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device`` now (for CUDA, including what torch has cached but not used)."""
+    if IN_COMFYUI:
+        return int(_mm.get_free_memory(device))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return _available_ram()
+
+
+def make_room(bytes_needed: int, device: torch.device) -> None:
+    """Ask the host to unload what it can so that ``bytes_needed`` fit on ``device``."""
+    if IN_COMFYUI:
+        _mm.free_memory(bytes_needed, device)
+        _mm.soft_empty_cache()
+        return
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _available_ram() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress, cancel and previews
+
+_cancel = threading.Event()
+
+
+def request_cancel() -> None:
+    """Standalone runs: make the next progress update raise :class:`Cancelled`."""
+    _cancel.set()
+
+
+def check_cancel() -> None:
+    """Raise if the user cancelled: ComfyUI's interrupt inside ComfyUI, :class:`Cancelled` outside."""
+    if IN_COMFYUI:
+        _mm.throw_exception_if_processing_interrupted()
+    elif _cancel.is_set():
+        _cancel.clear()
+        raise Cancelled("cancelled by request")
+
+
+class Progress:
+    """A progress bar over ``total`` units that checks for cancel on every update.
+
+    ``update(done, preview_latent)`` takes the absolute count done; a ``[B, 16, T, H, W]``
+    model-space latent (raw VAE latent times the scaling factor) becomes a preview image in
+    ComfyUI when the user has previews on.
+    """
+
+    def __init__(self, total: int, description: str = "HunyuanVideo") -> None:
+        self.total = total
+        check_cancel()
+        if IN_COMFYUI:
+            self._bar = _comfy_utils.ProgressBar(total)
+            self._previewer = _make_previewer()
+        else:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=description, leave=False)
+            self._previewer = None
+
+    def update(self, done: int, preview_latent: torch.Tensor | None = None) -> None:
+        check_cancel()
+        if IN_COMFYUI:
+            preview = None
+            if self._previewer is not None and preview_latent is not None:
+                preview = self._previewer.decode_latent_to_preview_image("JPEG", preview_latent)
+            self._bar.update_absolute(done, self.total, preview)
+        else:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if not IN_COMFYUI:
+            self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _make_previewer():
+    try:
+        import comfy.latent_formats
+        import latent_preview
+
+        return latent_preview.get_previewer(compute_device(), comfy.latent_formats.HunyuanVideo())
+    except (ImportError, AttributeError) as error:
+        log.info("HunyuanVideo: no sampler previews (%s)", error)
+        return None

@@ -1,0 +1,89 @@
+"""The standalone side of the ComfyUI adapter: model folders, the path guard, devices, cancel."""
+
+import os
+
+import pytest
+import torch
+
+from hunyuanvideo_pack.nodes import comfy_env
+
+
+def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
+    (models_dir / "diffusion_models" / "a.safetensors").write_bytes(b"x")
+    (models_dir / "unet" / "sub").mkdir()
+    (models_dir / "unet" / "sub" / "b.gguf").write_bytes(b"x")
+    (models_dir / "unet" / "notes.txt").write_text("x")
+    (models_dir / "text_encoders" / "llava").mkdir()
+    (models_dir / "text_encoders" / "llava" / "config.json").write_text("{}")
+    (models_dir / "text_encoders" / "llava" / "model.safetensors").write_bytes(b"x")
+
+    assert comfy_env.list_models("diffusion_models", (".safetensors", ".gguf")) == ["a.safetensors", "sub/b.gguf"]
+    assert comfy_env.list_models("text_encoders", (".safetensors",), include_dirs=True) == ["llava"]
+    assert comfy_env.list_models("text_encoders", (".safetensors",)) == ["llava/model.safetensors"]
+
+
+def test_a_name_inside_the_folders_resolves(models_dir):
+    (models_dir / "unet" / "sub").mkdir()
+    target = models_dir / "unet" / "sub" / "b.gguf"
+    target.write_bytes(b"x")
+    assert comfy_env.resolve_model("diffusion_models", "sub/b.gguf") == target
+
+
+@pytest.mark.parametrize("name", ["../secret.safetensors", "sub/../../secret.safetensors", "..\\secret.safetensors"])
+def test_names_with_dotdot_are_refused(models_dir, name):
+    (models_dir / "secret.safetensors").write_bytes(b"x")
+    with pytest.raises(PermissionError, match="contains '..'"):
+        comfy_env.resolve_model("vae", name)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "C:\\Windows\\x.pt", "\\\\server\\share\\x.pt"])
+def test_absolute_names_are_refused(models_dir, name):
+    with pytest.raises(PermissionError, match="absolute path"):
+        comfy_env.resolve_model("vae", name)
+
+
+def test_a_symlink_leading_out_of_the_folders_is_refused(models_dir, tmp_path):
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(b"x")
+    os.symlink(outside, models_dir / "vae" / "link.safetensors")
+    with pytest.raises(PermissionError, match="outside the vae folders"):
+        comfy_env.resolve_model("vae", "link.safetensors")
+
+
+def test_a_symlink_inside_the_folders_is_fine(models_dir):
+    real = models_dir / "vae" / "real.safetensors"
+    real.write_bytes(b"x")
+    os.symlink(real, models_dir / "vae" / "alias.safetensors")
+    assert comfy_env.resolve_model("vae", "alias.safetensors").name == "alias.safetensors"
+
+
+def test_a_missing_model_names_the_folders_searched(models_dir):
+    with pytest.raises(FileNotFoundError) as error:
+        comfy_env.resolve_model("text_encoders", "clip_l.safetensors")
+    assert "clip_l.safetensors" in str(error.value)
+    assert str(models_dir / "text_encoders") in str(error.value)
+    assert str(models_dir / "clip") in str(error.value)
+
+
+def test_empty_name_and_unknown_kind_are_clear_errors(models_dir):
+    with pytest.raises(ValueError, match="no model file chosen"):
+        comfy_env.resolve_model("vae", "")
+    with pytest.raises(ValueError, match="unknown model folder kind 'checkpointz'"):
+        comfy_env.model_folders("checkpointz")
+
+
+def test_standalone_devices_and_memory():
+    assert comfy_env.IN_COMFYUI is False
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert comfy_env.compute_device().type == expected
+    assert comfy_env.offload_device() == torch.device("cpu")
+    assert comfy_env.free_memory(torch.device("cpu")) > 100 * 2**20
+
+
+def test_cancel_raises_at_the_next_progress_update_once():
+    with comfy_env.Progress(3) as progress:
+        progress.update(1)
+        comfy_env.request_cancel()
+        with pytest.raises(comfy_env.Cancelled):
+            progress.update(2)
+        progress.update(3)  # the flag is consumed: a new run is not cancelled
