@@ -12,6 +12,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
     "LATENT_CHANNELS",
@@ -20,4 +21,6 @@ __all__ = [
     "empty_latent",
     "latent_frames",
     "video_frames",
+    "VIDEO_FORMATS",
+    "write_video",
 ]

@@ -1,8 +1,8 @@
 """The pack's only contact with ComfyUI, with a standalone fallback for tests and headless runs.
 
-Inside ComfyUI this module asks ``folder_paths`` for model folders, ``comfy.model_management`` for
-devices, memory and cancellation, ``comfy.utils.ProgressBar`` for progress and ``latent_preview``
-for sampler previews. Without ComfyUI it uses a models directory laid out with ComfyUI's folder
+Inside ComfyUI this module asks ``folder_paths`` for model folders and output file names,
+``comfy.cli_args`` whether to write metadata, ``comfy.model_management`` for devices, memory and
+cancellation, ``comfy.utils.ProgressBar`` for progress and ``latent_preview`` for sampler previews. Without ComfyUI it uses a models directory laid out with ComfyUI's folder
 names (from :func:`configure` or ``HUNYUANVIDEO_MODELS_DIR``), CUDA if present else the CPU, tqdm
 progress bars and a process-wide cancel flag.
 """
@@ -13,7 +13,9 @@ import gc
 import logging
 import os
 import threading
+import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import NamedTuple
 
 import torch
 
@@ -132,11 +134,95 @@ def _check_relative_name(name: str) -> None:
             )
 
 
+def models_directory() -> Path:
+    """The root of the model folders: ComfyUI's models folder, or the standalone models directory."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.models_dir)
+    return Path(_standalone["models_dir"])
+
+
 def output_directory() -> Path:
     """Where saved files go: ComfyUI's output folder, or the standalone output directory."""
     if IN_COMFYUI:
         return Path(_folder_paths.get_output_directory())
     return Path(_standalone["output_dir"])
+
+
+class SaveTarget(NamedTuple):
+    """Where the next output of a save node goes, named the way ComfyUI's save nodes name files."""
+
+    folder: Path  # absolute, inside the output directory, created
+    filename: str  # the prefix's last part, after %width%/%date% substitution
+    counter: int  # one past the highest counter already used with this prefix
+    subfolder: str  # the folder relative to the output directory, for the UI
+
+    def file_name(self, extension: str) -> str:
+        return f"{self.filename}_{self.counter:05}_.{extension}"
+
+
+def save_target(filename_prefix: str, width: int, height: int) -> SaveTarget:
+    """Resolve a save node's ``filename_prefix`` (which may hold subfolders) in the output directory.
+
+    Inside ComfyUI this is ``folder_paths.get_save_image_path``; the standalone version follows
+    the same rules, so counters continue across both and a prefix cannot leave the output folder.
+    """
+    if IN_COMFYUI:
+        folder, filename, counter, subfolder, _ = _folder_paths.get_save_image_path(
+            filename_prefix, _folder_paths.get_output_directory(), width, height
+        )
+        return SaveTarget(Path(folder), filename, counter, subfolder)
+    output_dir = os.path.abspath(_standalone["output_dir"])
+    prefix = os.path.normpath(_expand_prefix(filename_prefix, width, height))
+    subfolder, filename = os.path.dirname(prefix), os.path.basename(prefix)
+    folder = os.path.abspath(os.path.join(output_dir, subfolder))
+    if os.path.commonpath((output_dir, folder)) != output_dir:
+        raise PermissionError(
+            f"filename_prefix {filename_prefix!r} points outside the output folder {output_dir}; "
+            f"use a plain name or a subfolder such as 'video/HunyuanVideo'."
+        )
+    os.makedirs(folder, exist_ok=True)
+    return SaveTarget(Path(folder), filename, _next_counter(folder, filename), subfolder)
+
+
+def metadata_enabled() -> bool:
+    """False when ComfyUI runs with ``--disable-metadata`` (then saved files carry no workflow)."""
+    if IN_COMFYUI:
+        from comfy.cli_args import args
+
+        return not args.disable_metadata
+    return True
+
+
+def _expand_prefix(prefix: str, width: int, height: int) -> str:
+    if "%" not in prefix:
+        return prefix
+    now = time.localtime()
+    values = {
+        "width": width,
+        "height": height,
+        "year": now.tm_year,
+        "month": f"{now.tm_mon:02}",
+        "day": f"{now.tm_mday:02}",
+        "hour": f"{now.tm_hour:02}",
+        "minute": f"{now.tm_min:02}",
+        "second": f"{now.tm_sec:02}",
+    }
+    for key, value in values.items():
+        prefix = prefix.replace(f"%{key}%", str(value))
+    return prefix
+
+
+def _next_counter(folder: str, filename: str) -> int:
+    # ComfyUI's rule: among files named "<filename>_<digits>..." (case-insensitive where the file
+    # system is), continue after the highest <digits>; a name with no digits there counts as 0.
+    start = len(filename) + 1
+    used = []
+    for name in os.listdir(folder):
+        if name[start - 1 : start] != "_" or os.path.normcase(name[: start - 1]) != os.path.normcase(filename):
+            continue
+        digits = name[start:].split("_")[0]
+        used.append(int(digits) if digits.isdigit() else 0)
+    return max(used, default=0) + 1
 
 
 # ---------------------------------------------------------------------------------------------
