@@ -1,0 +1,309 @@
+"""The headless runner: ComfyUI's execution rules on API graphs, --set overrides, the command line."""
+
+import gc
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import weakref
+
+import av
+import pytest
+import torch
+
+from conftest import PACK_DIR
+from hunyuanvideo_pack.hunyuan_model import video_frames
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
+from hunyuanvideo_pack.nodes.headless import _cancel_on_ctrl_c, main, run_graph, set_inputs
+from hunyuanvideo_pack.nodes.workflow_format import WorkflowError
+
+CALLS = []
+
+
+class ToyDecode:
+    """Test stand-in for the VAE decode: a latent becomes frames of the matching video size."""
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "decode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",), "shade": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0})}}
+
+    def decode(self, latent, shade):
+        CALLS.append("decode")
+        b, c, t, h, w = latent["samples"].shape
+        return (torch.full((video_frames(t), h * 8, w * 8, 3), shade),)
+
+
+class ToyToken:
+    pass
+
+
+class ToySource:
+    RETURN_TYPES = ("TOKEN",)
+    FUNCTION = "make"
+    alive: weakref.ref | None = None
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def make(self):
+        token = ToyToken()
+        ToySource.alive = weakref.ref(token)
+        CALLS.append("source")
+        return (token,)
+
+
+class ToyUse:
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "use"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"token": ("TOKEN",)}, "optional": {"count": ("INT", {"default": 1, "min": 0, "max": 3})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, count):
+        CALLS.append(("validate", count))
+        return True if count is None or count < 9 else "count must stay below 9"
+
+    def use(self, token, count=1):
+        CALLS.append("use")
+        return ("used",)
+
+
+class ToyCheck:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "check"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"forceInput": True})}, "hidden": {"node": "UNIQUE_ID"}}
+
+    def check(self, text, node):
+        gc.collect()
+        CALLS.append(("token freed before a later node", ToySource.alive() is None, node))
+        return {"ui": {"text": [text]}}
+
+
+class ToyCancel:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",)}}
+
+    def run(self, latent):
+        comfy_env.request_cancel()
+        with comfy_env.Progress(2) as progress:
+            progress.update(1)
+
+
+class ToyFail(ToyCancel):
+    def run(self, latent):
+        raise RuntimeError("the toy broke")
+
+
+CLASSES = {
+    **NODE_CLASS_MAPPINGS,
+    **{cls.__name__: cls for cls in (ToyDecode, ToySource, ToyUse, ToyCheck, ToyCancel, ToyFail)},
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_calls():
+    CALLS.clear()
+
+
+def video_graph(prefix="run"):
+    return {
+        "1": {
+            "class_type": "HunyuanVideoEmptyLatent",
+            "inputs": {"width": 64, "height": 32, "frames": 9, "batch": 1},
+            "_meta": {"title": "Size"},
+        },
+        "2": {"class_type": "ToyDecode", "inputs": {"latent": ["1", 0], "shade": 0.25}},
+        "3": {
+            "class_type": "HunyuanVideoSaveVideo",
+            "inputs": {"images": ["2", 0], "filename_prefix": prefix, "format": "mp4", "fps": 12, "crf": 19},
+            "_meta": {"title": "Save"},
+        },
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+
+
+def test_a_latent_to_video_graph_runs_and_writes_the_video_with_its_prompt(models_dir):
+    lines = []
+    graph = video_graph()
+    result = run_graph(graph, CLASSES, extra_pnginfo={"workflow": {"nodes": []}}, report=lines.append)
+
+    output = comfy_env.output_directory()
+    assert result.files == [output / "run_00001_.mp4"]
+    assert result.skipped == ["4"]
+    assert result.outputs == {
+        "3": {"images": [{"filename": "run_00001_.mp4", "subfolder": "", "type": "output"}], "animated": (True,)}
+    }
+    assert CALLS == ["decode"]  # once, though two nodes use its output
+    with av.open(str(result.files[0])) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert container.streams.video[0].average_rate == 12
+        assert json.loads(container.metadata["prompt"]) == graph
+        assert json.loads(container.metadata["workflow"]) == {"nodes": []}
+    assert len(frames) == 9 and frames[0].shape == (32, 64, 3)
+    assert abs(int(frames[4][10, 10, 0]) - 64) <= 2  # shade 0.25
+    assert lines[0].startswith("skipping node 4 (PreviewImage)")
+    assert lines[1:4:2] == ["[1/3] node 1: Size", "[2/3] node 2: ToyDecode"]
+
+
+def test_only_nodes_that_outputs_need_run_and_results_are_freed_after_last_use(models_dir):
+    graph = {
+        "1": {"class_type": "ToySource", "inputs": {}},
+        "2": {"class_type": "ToyUse", "inputs": {"token": ["1", 0], "count": 2}},
+        "3": {"class_type": "ToyCheck", "inputs": {"text": ["2", 0]}},
+        "4": {"class_type": "ToyDecode", "inputs": {"latent": ["1", 0], "shade": 0.5}},  # feeds no output
+    }
+    result = run_graph(graph, CLASSES, report=lambda line: None)
+    assert CALLS == [("validate", 2), "source", "use", ("token freed before a later node", True, "3")]
+    assert result.outputs == {"3": {"text": ["used"]}} and result.files == []
+
+
+def test_validation_reports_every_problem_before_anything_runs(models_dir):
+    graph = video_graph()
+    graph["1"]["inputs"]["frames"] = 10
+    graph["2"]["inputs"]["shade"] = 2.0
+    graph["3"]["inputs"]["format"] = "avi"  # checked by the node's VALIDATE_INPUTS, which names it
+    del graph["3"]["inputs"]["fps"]
+    graph["5"] = {"class_type": "ToyCheck", "inputs": {"text": ["1", 0]}}
+    with pytest.raises(WorkflowError) as error:
+        run_graph(graph, CLASSES)
+    message = str(error.value)
+    for expected in (
+        "node 1 (HunyuanVideoEmptyLatent): frames must be of the form 4k+1",
+        "node 2 (ToyDecode): shade: 2.0 is above the maximum 1.0",
+        "node 3 (HunyuanVideoSaveVideo): required input 'fps' is missing",
+        "node 3 (HunyuanVideoSaveVideo): unknown video format 'avi'; expected one of ['mp4', 'webm']",
+        "node 5 (ToyCheck): text: node 1 (HunyuanVideoEmptyLatent) gives LATENT, this input takes STRING",
+    ):
+        assert expected in message
+    assert CALLS == []
+
+
+def test_validate_inputs_gets_none_for_linked_inputs_and_replaces_range_checks(models_dir):
+    graph = {
+        "1": {"class_type": "ToySource", "inputs": {}},
+        "2": {"class_type": "ToyUse", "inputs": {"token": ["1", 0], "count": 7}},  # above max 3, yet allowed
+        "3": {"class_type": "ToyCheck", "inputs": {"text": ["2", 0]}},
+    }
+    run_graph(graph, CLASSES, report=lambda line: None)
+    assert CALLS[0] == ("validate", 7)
+    graph["2"]["inputs"]["count"] = 9
+    with pytest.raises(WorkflowError, match="node 2 \\(ToyUse\\): count must stay below 9"):
+        run_graph(graph, CLASSES)
+
+
+def test_graphs_needing_comfyui_or_broken_graphs_fail_clearly():
+    graph = video_graph() | {"5": {"class_type": "KSampler", "inputs": {}}}
+    with pytest.raises(WorkflowError, match="node 5 is a 'KSampler', which is not one of this pack's nodes"):
+        run_graph(graph, CLASSES)
+    cycle = {
+        "1": {"class_type": "ToyUse", "inputs": {"token": ["2", 0]}},
+        "2": {"class_type": "ToyUse", "inputs": {"token": ["1", 0]}},
+        "3": {"class_type": "ToyCheck", "inputs": {"text": ["1", 0]}},
+    }
+    with pytest.raises(WorkflowError, match="cycle: 3 -> 1 -> 2 -> 1"):
+        run_graph(cycle, CLASSES)
+    with pytest.raises(WorkflowError, match="no output node"):
+        run_graph({"1": video_graph()["1"]}, CLASSES)
+
+
+def test_set_finds_nodes_by_id_title_or_type_and_parses_values():
+    graph = video_graph()
+    set_inputs(graph, ["1.frames=17", "Save.filename_prefix=42", "ToyDecode.shade=0.75", "Save.fps=[1]"], CLASSES)
+    assert graph["1"]["inputs"]["frames"] == 17
+    assert graph["3"]["inputs"]["filename_prefix"] == "42"  # STRING inputs take the text as written
+    assert graph["2"]["inputs"]["shade"] == 0.75
+    assert graph["3"]["inputs"]["fps"] == [1]  # JSON, as typed: validation will refuse it
+    for assignment, message in [
+        ("Save.quality=3", "node 3 \\(HunyuanVideoSaveVideo\\) has no input 'quality'"),
+        ("Nope.width=3", "no node with id, title or type 'Nope'"),
+        ("frames=3", "expected NODE.INPUT=VALUE"),
+    ]:
+        with pytest.raises(WorkflowError, match=message):
+            set_inputs(graph, [assignment], CLASSES)
+    graph["5"] = dict(graph["3"])
+    with pytest.raises(WorkflowError, match="2 nodes have the title 'Save' \\(ids 3, 5\\); use an id"):
+        set_inputs(graph, ["Save.crf=20"], CLASSES)
+
+
+def ui_workflow():
+    """The video graph as the ComfyUI page saves it."""
+    return {
+        "nodes": [
+            {"id": 1, "type": "HunyuanVideoEmptyLatent", "widgets_values": [64, 32, 9, 1], "outputs": [], "inputs": []},
+            {"id": 2, "type": "ToyDecode", "widgets_values": [0.5], "inputs": [{"name": "latent", "link": 1}]},
+            {"id": 3, "type": "HunyuanVideoSaveVideo", "title": "Save", "widgets_values": ["ui", "webm", 24, 30]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "LATENT"], [2, 2, 0, 3, 0, "IMAGE"]],
+    }
+
+
+def test_the_command_line_runs_a_ui_workflow_with_overrides(tmp_path, models_dir, caplog):
+    workflow = ui_workflow()
+    workflow["nodes"][2]["inputs"] = [{"name": "images", "link": 2}]
+    (tmp_path / "wf.json").write_text(json.dumps(workflow))
+    output = tmp_path / "videos"
+    argv = [str(tmp_path / "wf.json"), "--models-dir", str(models_dir), "--output-dir", str(output)]
+    with caplog.at_level("INFO", logger="HunyuanVideo"):
+        status = main([*argv, "--set", "Save.format=mp4", "--set", "1.frames=5"], node_classes=CLASSES)
+
+    assert status == 0
+    saved = output / "ui_00001_.mp4"
+    assert f"wrote {saved}" in caplog.text
+    with av.open(str(saved)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 5
+        assert json.loads(container.metadata["workflow"]) == workflow  # as saved, before overrides
+        assert json.loads(container.metadata["prompt"])["1"]["inputs"]["frames"] == 5
+
+
+def test_the_command_line_exit_codes(tmp_path, models_dir, caplog):
+    def run(graph):
+        (tmp_path / "wf.json").write_text(json.dumps(graph))
+        return main([str(tmp_path / "wf.json"), "--output-dir", str(tmp_path / "out")], node_classes=CLASSES)
+
+    latent = video_graph()["1"]
+    assert run({"1": latent, "2": {"class_type": "ToyCancel", "inputs": {"latent": ["1", 0]}}}) == 130
+    assert "cancelled" in caplog.text
+    assert run({"1": latent, "2": {"class_type": "ToyFail", "inputs": {"latent": ["1", 0]}}}) == 1
+    assert "failed: RuntimeError: the toy broke" in caplog.text
+    assert run({"1": latent}) == 2
+
+
+def test_the_first_ctrl_c_asks_for_a_clean_cancel():
+    with _cancel_on_ctrl_c():
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(comfy_env.Cancelled):
+            comfy_env.check_cancel()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_script_runs_from_a_pack_folder_of_any_name(tmp_path):
+    pack = tmp_path / "ComfyUI-HunyuanVideo Desktop"
+    shutil.copytree(PACK_DIR, pack, ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", "*.md"))
+    graph = {"1": video_graph()["1"], "2": {"class_type": "HunyuanVideoSaveVideo", "inputs": {"images": ["1", 0]}}}
+    (tmp_path / "wf.json").write_text(json.dumps(graph))
+    result = subprocess.run(
+        [sys.executable, str(pack / "run_workflow.py"), str(tmp_path / "wf.json")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "node 2 (HunyuanVideoSaveVideo): images: node 1 (HunyuanVideoEmptyLatent) gives LATENT" in result.stdout
+    assert "required input 'filename_prefix' is missing" in result.stdout
