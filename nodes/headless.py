@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import comfy_env
-from .workflow_format import CORE_NODES, WorkflowError, is_link, load_workflow, node_inputs
+from .workflow_format import CORE_NODES, WorkflowError, input_options, is_link, load_workflow, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -212,7 +212,7 @@ def _link_problem(api, link, wanted: str, node_classes, check_type: bool) -> str
 
 def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool) -> str | None:
     kind = spec[0]
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    options = input_options(spec)
     value = inputs[name]
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]

@@ -115,13 +115,18 @@ def node_inputs(class_type: str, node_classes: Mapping[str, type]) -> tuple[dict
     )
 
 
+def input_options(spec: tuple) -> dict:
+    """The options dict of an ``INPUT_TYPES`` entry such as ``("INT", {"default": 1})`` (``{}`` if none)."""
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
 def widgets(input_types: dict) -> list[Widget]:
     """The widget inputs of a node, in the order the frontend creates (and saves) them."""
     found = []
     for section in ("required", "optional"):
         for name, spec in (input_types.get(section) or {}).items():
             kind = spec[0]
-            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            options = input_options(spec)
             is_combo = isinstance(kind, list) or kind == "COMBO"
             if options.get("forceInput") or not (is_combo or kind in WIDGET_TYPES):
                 continue
@@ -136,7 +141,7 @@ def widgets(input_types: dict) -> list[Widget]:
 def widget_default(spec: tuple):
     """The value the frontend gives a new widget of ``spec``."""
     kind = spec[0]
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    options = input_options(spec)
     if "default" in options:
         return options["default"]
     if isinstance(kind, list):
