@@ -12,6 +12,8 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .text_encoder import HunyuanTextEncoder, load_text_encoder
+from .text_encoder.embeds_io import load_embeds, save_embeds
 
 __all__ = [
     "LATENT_CHANNELS",
@@ -20,4 +22,8 @@ __all__ = [
     "empty_latent",
     "latent_frames",
     "video_frames",
+    "HunyuanTextEncoder",
+    "load_text_encoder",
+    "load_embeds",
+    "save_embeds",
 ]
