@@ -65,8 +65,9 @@ def use_nf4_linears(model: nn.Module, names: set[str], compute_dtype: torch.dtyp
     ``compute_dtype`` and each layer is converted and moved here.
     """
     if device.type != "cuda" or not torch.cuda.is_available():
+        found = f"the device is {device}" if device.type != "cuda" else "no CUDA GPU is available"
         raise RuntimeError(
-            f"4-bit (nf4) text encoding needs bitsandbytes on an NVIDIA GPU, but the device is {device}. "
+            f"4-bit (nf4) text encoding needs bitsandbytes on an NVIDIA GPU, but {found}. "
             "Choose fp8_e4m3fn instead: it runs everywhere and halves the LLM's memory."
         )
     try:

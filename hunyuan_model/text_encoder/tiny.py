@@ -194,7 +194,7 @@ def write_llm(
         }
         (path / "config.json").write_text(json.dumps(llava, indent=2))
     elif layout in ("comfy_file", "comfy_fp8_scaled_file"):
-        tensors = {f"model.{name}": tensor for name, tensor in weights.items()} | {"lm_head.weight": lm_head}
+        tensors = {f"model.{name}": tensor for name, tensor in weights.items()}
         if layout == "comfy_fp8_scaled_file":
             tensors = _scaled_fp8(tensors, model)
         path.parent.mkdir(parents=True, exist_ok=True)
