@@ -245,6 +245,11 @@ def encode_with_handle(handle: TextEncoderHandle, prompt: str, negative_prompt: 
     try:
         encoder.to(device)
         return encoder.encode_prompt(prompt, negative_prompt, cfg_scale=cfg_scale, **options)
+    except torch.cuda.OutOfMemoryError as error:
+        raise RuntimeError(
+            f"the text encoders ({encoder.memory_bytes() / 2**30:.1f} GiB) do not fit in the free memory of {device}. "
+            "In HunyuanVideo Text Encoder Loader set llm_weights to fp8_e4m3fn (half the size) or device to cpu."
+        ) from error
     finally:
         if handle.after == "free":
             encoder.release()
