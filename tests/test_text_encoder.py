@@ -1,6 +1,7 @@
 """Text encoding: real tokenizers, the template crop, parity with diffusers, every checkpoint
 layout, FP8 storage, saved embeds, the native-conditioning bridge and the errors users meet."""
 
+import json
 import logging
 
 import pytest
@@ -189,6 +190,20 @@ def test_every_llm_layout_loads_the_same_weights(written, layout, tiny_text_mode
     expected = tiny_text_models[0].state_dict()
     assert set(llm.state_dict()) == set(expected)
     assert all(torch.equal(llm.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_llava_saved_by_transformers_5_and_its_config_hints_load(tmp_path, written, tiny_text_models):
+    from safetensors.torch import load_file
+
+    tensors = load_file(written["comfy_file"])
+    save_file({"model.language_model." + k.removeprefix("model."): v for k, v in tensors.items()}, tmp_path / "m.sft")
+    text_config = {"model_type": "llama", "rope_parameters": {"rope_theta": 10000.0}, "rms_norm_eps": 1e-6}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava", "text_config": text_config}))
+    (tmp_path / "m.sft").rename(tmp_path / "model.safetensors")
+    llm = load_llm(tmp_path, dtype=torch.float32)
+    assert all(torch.equal(llm.state_dict()[k], v) for k, v in tiny_text_models[0].state_dict().items())
+    assert llm.config.rms_norm_eps == 1e-6
+    assert llm.rotary_emb.inv_freq[1].item() == pytest.approx(10000.0 ** (-2 / 128))  # the RoPE base in use
 
 
 @pytest.mark.parametrize("layout", tiny.CLIP_LAYOUTS)
