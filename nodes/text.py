@@ -108,6 +108,12 @@ class HunyuanVideoTextEncoderLoader:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, llm_weights=None, device=None):
+        if llm_weights == "nf4" and device == "cpu":
+            return "llm_weights nf4 runs on an NVIDIA GPU only: set device to gpu, or choose fp8_e4m3fn for the CPU."
+        return True
+
     def load(self, llm, clip, precision, llm_weights, device, after_encoding):
         llm_path = comfy_env.resolve_model("text_encoders", llm)
         clip_path = comfy_env.resolve_model("text_encoders", clip)

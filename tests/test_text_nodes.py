@@ -94,6 +94,12 @@ def test_custom_template_without_placeholder_is_refused_before_running():
     assert HunyuanVideoTextEncode.VALIDATE_INPUTS(template="custom", custom_template=VIDEO.text) is True
 
 
+def test_nf4_on_the_cpu_is_refused_before_running():
+    message = HunyuanVideoTextEncoderLoader.VALIDATE_INPUTS(llm_weights="nf4", device="cpu")
+    assert "nf4 runs on an NVIDIA GPU only" in message
+    assert HunyuanVideoTextEncoderLoader.VALIDATE_INPUTS(llm_weights="fp8_e4m3fn", device="cpu") is True
+
+
 def test_native_conditioning_becomes_embeds_with_true_cfg():
     def conditioning(tokens):
         return [[torch.randn(1, tokens, 4096), {"pooled_output": torch.randn(1, 768)}]]

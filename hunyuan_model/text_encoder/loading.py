@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import TensorSource, clip_prefix, describe, llm_prefix
 from .config import ClipConfig, LlmConfig
-from .quant import FP8, dequantize_fp8, quantize_fp8, use_fp8_linears, use_nf4_linears
+from .quant import FP8, dequantize_fp8, quantize_fp8, require_nf4, use_fp8_linears, use_nf4_linears
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -41,6 +41,8 @@ def load_llm(
     """
     if weights not in LLM_WEIGHTS:
         raise ValueError(f"unknown LLM weight storage {weights!r}; expected one of {LLM_WEIGHTS}.")
+    if weights == "nf4":
+        require_nf4(torch.device(device))  # before reading 16 GB
     source = TensorSource(Path(path))
     prefix = llm_prefix(source.keys())
     if prefix is None:

@@ -58,12 +58,8 @@ def use_fp8_linears(model: nn.Module, names: set[str]) -> None:
         setattr(parent, child, new)
 
 
-def use_nf4_linears(model: nn.Module, names: set[str], compute_dtype: torch.dtype, device: torch.device) -> None:
-    """Replace the named Linear layers by bitsandbytes NF4 layers on ``device`` (CUDA only).
-
-    bitsandbytes quantizes a weight when it first moves to the GPU, so the model is loaded in
-    ``compute_dtype`` and each layer is converted and moved here.
-    """
+def require_nf4(device: torch.device):
+    """bitsandbytes, after checking that NF4 can run on ``device`` (CUDA only); a clear error if not."""
     if device.type != "cuda" or not torch.cuda.is_available():
         found = f"the device is {device}" if device.type != "cuda" else "no CUDA GPU is available"
         raise RuntimeError(
@@ -71,12 +67,22 @@ def use_nf4_linears(model: nn.Module, names: set[str], compute_dtype: torch.dtyp
             "Choose fp8_e4m3fn instead: it runs everywhere and halves the LLM's memory."
         )
     try:
-        import bitsandbytes as bnb
+        import bitsandbytes
     except ImportError as error:
         raise RuntimeError(
             "4-bit (nf4) text encoding needs the bitsandbytes package, which is not installed "
             f"({error}). Install it with `pip install bitsandbytes`, or choose fp8_e4m3fn."
         ) from error
+    return bitsandbytes
+
+
+def use_nf4_linears(model: nn.Module, names: set[str], compute_dtype: torch.dtype, device: torch.device) -> None:
+    """Replace the named Linear layers by bitsandbytes NF4 layers on ``device`` (CUDA only).
+
+    bitsandbytes quantizes a weight when it first moves to the GPU, so the model is loaded in
+    ``compute_dtype`` and each layer is converted and moved here.
+    """
+    bnb = require_nf4(device)
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
