@@ -12,6 +12,8 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .text_encoder import HunyuanTextEncoder, load_text_encoder
+from .text_encoder.embeds_io import load_embeds, save_embeds
 from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
@@ -23,4 +25,8 @@ __all__ = [
     "video_frames",
     "VIDEO_FORMATS",
     "write_video",
+    "HunyuanTextEncoder",
+    "load_text_encoder",
+    "load_embeds",
+    "save_embeds",
 ]

@@ -225,6 +225,41 @@ def _next_counter(folder: str, filename: str) -> int:
     return max(used, default=0) + 1
 
 
+def list_output_files(extensions: tuple[str, ...]) -> list[str]:
+    """Names (relative, '/'-separated) of files in the output folder ending in one of ``extensions``."""
+    base = output_directory()
+    if not base.is_dir():
+        return []
+    names = [
+        path.relative_to(base).as_posix()
+        for path in base.rglob("*")
+        if path.is_file() and path.name.lower().endswith(extensions)
+    ]
+    return sorted(names, key=str.lower)
+
+
+def resolve_output_file(name: str) -> Path:
+    """Full path of file ``name`` in the output folder; refuses names that leave it (as :func:`resolve_model`)."""
+    _check_relative_name(name)
+    base = output_directory()
+    candidate = base / name
+    if not candidate.is_file():
+        raise FileNotFoundError(f"{name!r} was not found in the output folder {base}.")
+    if not candidate.resolve().is_relative_to(base.resolve()):
+        raise PermissionError(f"{name!r} in {base} links outside the output folder; copy the file there instead.")
+    return candidate
+
+
+def comfy_tokenizer_dir(kind: str) -> Path | None:
+    """The tokenizer files ComfyUI ships, for text encoders given as single files: Llama-3's
+    (``kind="llm"``, comfy/text_encoders/llama_tokenizer) or CLIP-L's (``"clip"``, comfy/sd1_tokenizer).
+    None outside ComfyUI."""
+    if not IN_COMFYUI:
+        return None
+    comfy_root = Path(_mm.__file__).resolve().parent
+    return comfy_root / {"llm": "text_encoders/llama_tokenizer", "clip": "sd1_tokenizer"}[kind]
+
+
 # ---------------------------------------------------------------------------------------------
 # Devices and memory
 

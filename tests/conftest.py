@@ -39,3 +39,34 @@ def models_dir(tmp_path):
     comfy_env.configure(models_dir=tmp_path / "models", output_dir=tmp_path / "output")
     yield tmp_path / "models"
     comfy_env._standalone.update(previous)
+
+
+@pytest.fixture(scope="session")
+def text_tokenizers(tmp_path_factory):
+    """The real LLaVA-Llama-3 and CLIP-L tokenizers, built offline once: folders and loaded objects."""
+    from types import SimpleNamespace
+
+    from hunyuanvideo_pack.hunyuan_model.text_encoder import tiny
+    from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import load_tokenizer
+
+    root = tmp_path_factory.mktemp("tokenizers")
+    llm_dir = tiny.write_llama3_tokenizer(root / "llava_llama3")
+    clip_dir = tiny.write_clip_tokenizer(root / "clip_l")
+    return SimpleNamespace(
+        llm_dir=llm_dir, clip_dir=clip_dir, llm=load_tokenizer(llm_dir, "llm"), clip=load_tokenizer(clip_dir, "clip")
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_text_models():
+    """Tiny random LLM and CLIP in float32 with fp16-representable weights, so that files written
+    in fp16 load back to exactly these models."""
+    import torch
+
+    from hunyuanvideo_pack.hunyuan_model.text_encoder import tiny
+
+    llm, clip = tiny.random_llm(seed=1), tiny.random_clip(seed=2)
+    with torch.no_grad():
+        for parameter in [*llm.parameters(), *clip.parameters()]:
+            parameter.copy_(parameter.half().float())
+    return llm, clip
