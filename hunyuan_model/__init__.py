@@ -4,6 +4,14 @@ Nothing here imports ComfyUI. The ComfyUI nodes in ``nodes/`` are thin adapters 
 See the README's "Python API" section for a tour.
 """
 
+from .attention import ATTENTION_BACKENDS, installed_backends
+from .dit import (
+    DiTConfig,
+    HunyuanVideoTransformer,
+    diffusers_to_tencent,
+    load_weights,
+    tencent_to_diffusers,
+)
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -14,6 +22,13 @@ from .latent import (
 )
 
 __all__ = [
+    "ATTENTION_BACKENDS",
+    "DiTConfig",
+    "HunyuanVideoTransformer",
+    "diffusers_to_tencent",
+    "installed_backends",
+    "load_weights",
+    "tencent_to_diffusers",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
     "VideoGeometry",

@@ -1,0 +1,50 @@
+"""3D rotary position embedding over the video tokens' (t, h, w) grid (spec section 1.5).
+
+Each head's dimensions are split between the axes (16, 56, 56 for the released model); within an axis,
+dimension pair ``(2i, 2i+1)`` rotates by ``pos * theta ** (-2i / d)``. Text tokens get no rotation.
+The tables are built on the CPU in float32, as Tencent does, and then moved to the compute device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rope_tables(
+    grid: tuple[int, int, int], dims: tuple[int, int, int], theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos, sin`` ``[t*h*w, sum(dims)/2]`` float32 for the token order of the patch embedding (t, h, w)."""
+    positions = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in grid), indexing="ij")
+    angles = []
+    for pos, dim in zip(positions, dims):
+        freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
+        angles.append(torch.outer(pos.reshape(-1), freqs))
+    angle = torch.cat(angles, dim=1)
+    return angle.cos(), angle.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of ``x`` ``[B, N, H, D]`` by the tables ``[N, D/2]``, in float32.
+
+    ``out[2i] = x[2i] cos - x[2i+1] sin`` and ``out[2i+1] = x[2i+1] cos + x[2i] sin``: the same
+    float32 operations as the reference's ``x * cos + rotate(x) * sin`` with repeated tables.
+    """
+    even, odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[:, None], sin[:, None]  # n 1 d/2, broadcast over heads
+    return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2).to(x.dtype)
+
+
+class RopeCache:
+    """The tables of the latest few latent grids, per device: a sampler reuses one shape every step."""
+
+    def __init__(self, dims: tuple[int, int, int], theta: float, size: int = 2) -> None:
+        self.dims, self.theta, self.size = dims, theta, size
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (grid, str(device))
+        if key not in self._tables:
+            if len(self._tables) >= self.size:
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[key] = tuple(t.to(device) for t in rope_tables(grid, self.dims, self.theta))
+        return self._tables[key]
