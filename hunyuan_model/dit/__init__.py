@@ -4,7 +4,7 @@ from .config import NAMED_CONFIGS, DiTConfig
 from .diffusers_keys import diffusers_to_tencent, tencent_to_diffusers
 from .embeddings import embedded_guidance
 from .model import HunyuanVideoTransformer, run_module
-from .weights import check_shapes, expected_shapes, load_weights
+from .weights import check_shapes, expected_shapes, init_random_weights, load_weights
 
 __all__ = [
     "NAMED_CONFIGS",
@@ -14,6 +14,7 @@ __all__ = [
     "diffusers_to_tencent",
     "embedded_guidance",
     "expected_shapes",
+    "init_random_weights",
     "load_weights",
     "run_module",
     "tencent_to_diffusers",

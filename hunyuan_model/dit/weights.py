@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,3 +72,24 @@ def load_weights(
 
 def _shapes(mapping: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {key: tuple(int(d) for d in (v.shape if hasattr(v, "shape") else v)) for key, v in mapping.items()}
+
+
+def init_random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill ``model`` with random weights that make every part matter, for tests and tiny demo checkpoints.
+
+    Matrices get std ``1/sqrt(fan_in)`` (so activations keep their scale and attention is far from
+    uniform), norm weights ``1 + 0.5 N(0, 1)``, biases ``0.2 N(0, 1)``; modulation is not zeroed. The
+    numbers come from a CPU generator, so a seed gives the same weights on every device.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if param.ndim > 1:
+                values = noise / math.sqrt(param[0].numel())
+            elif "norm" in name and name.endswith("weight"):
+                values = 1 + 0.5 * noise
+            else:
+                values = 0.2 * noise
+            param.copy_(values)
+    return model
