@@ -369,3 +369,12 @@ def test_forward_runs_in_inference_mode_and_caches_rope(tiny, inputs):
     assert out.is_inference() and not out.requires_grad
     first = tiny._rope.get((3, 4, 4), torch.device("cpu"))
     assert tiny._rope.get((3, 4, 4), torch.device("cpu"))[0] is first[0]
+
+
+def test_token_chunking_gives_the_same_result(tiny, inputs, monkeypatch):
+    from hunyuanvideo_pack.hunyuan_model.dit import layers, rope
+
+    reference = ours_forward(tiny, inputs)
+    monkeypatch.setattr(layers, "TOKEN_CHUNK", 5)  # 48 video tokens: 10 chunks, the last one short
+    monkeypatch.setattr(rope, "TOKEN_CHUNK", 5)
+    torch.testing.assert_close(ours_forward(tiny, inputs), reference, rtol=0, atol=1e-6)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..attention import attention
 from .layers import MLP, ModulateDiT, RMSNorm, norm_modulate
-from .rope import apply_rope
+from .rope import rotate_video_tokens_
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class DoubleStreamBlock(nn.Module):
         img_mod = self.img_mod(vec)
         txt_mod = self.txt_mod(vec)
         img_q, img_k, img_v = self._qkv("img", img, img_mod)
-        img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
+        img_q, img_k = rotate_video_tokens_(img_q, *rope), rotate_video_tokens_(img_k, *rope)
         txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod)
         q = torch.cat((img_q, txt_q), dim=1)
         del img_q, txt_q
@@ -103,20 +103,15 @@ class SingleStreamBlock(nn.Module):
         self, x: torch.Tensor, vec: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attn: AttentionSpec
     ) -> torch.Tensor:
         shift, scale, gate = self.modulation(vec)
-        fused = self.linear1(norm_modulate(x, shift, scale))  # b l (3*c + mlp)
-        q, k, v = split_heads(fused[..., : 3 * self.hidden], self.heads)
-        q, k, v = self._rotate(self.q_norm(q), rope), self._rotate(self.k_norm(k), rope), v.contiguous()
-        # linear2's input [attention | gelu(mlp)] is filled in place, so linear1's output can go before attention.
-        merged = x.new_empty(*x.shape[:2], fused.shape[-1] - 2 * self.hidden)
-        torch.ops.aten.gelu.out(fused[..., 3 * self.hidden :], approximate="tanh", out=merged[..., self.hidden :])
-        del fused
-        merged[..., : self.hidden] = attention(q, k, v, attn.token_mask, attn.backend)
+        c = self.hidden
+        fused = self.linear1(norm_modulate(x, shift, scale))  # b l (q k v mlp), the block's largest tensor
+        q, k, v = split_heads(fused[..., : 3 * c], self.heads)
+        q = rotate_video_tokens_(self.q_norm(q), *rope)
+        k = rotate_video_tokens_(self.k_norm(k), *rope)
+        out = attention(q, k, v, attn.token_mask, attn.backend)
         del q, k, v
-        return x + self.linear2(merged) * gate.unsqueeze(1)
-
-    @staticmethod
-    def _rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """RoPE on the leading video tokens only, in place (``x`` is a fresh tensor from the norm)."""
-        n_img = rope[0].shape[0]
-        x[:, :n_img] = apply_rope(x[:, :n_img], *rope)
-        return x
+        # linear2 reads [attention | gelu(mlp)]: built inside linear1's output, over v, without another copy.
+        torch.ops.aten.gelu_(fused[..., 3 * c :], approximate="tanh")
+        fused[..., 2 * c : 3 * c] = out
+        del out
+        return x + self.linear2(fused[..., 2 * c :]) * gate.unsqueeze(1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .layers import TOKEN_CHUNK
+
 
 def rope_tables(
     grid: tuple[int, int, int], dims: tuple[int, int, int], theta: float
@@ -32,6 +34,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     even, odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
     cos, sin = cos[:, None], sin[:, None]  # n 1 d/2, broadcast over heads
     return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2).to(x.dtype)
+
+
+def rotate_video_tokens_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rope` on the leading ``len(cos)`` tokens of ``x`` ``[B, L, H, D]``, in place, chunk by chunk.
+
+    The tokens after them (text) are left as they are.
+    """
+    for start in range(0, cos.shape[0], TOKEN_CHUNK):
+        end = min(start + TOKEN_CHUNK, cos.shape[0])
+        x[:, start:end] = apply_rope(x[:, start:end], cos[start:end], sin[start:end])
+    return x
 
 
 class RopeCache:
