@@ -103,3 +103,24 @@ def test_real_kernels_match_sdpa(backend):
     out = attn.attention(q, k, v, mask, backend=backend).float()
     tolerance = 0.05 if backend == "sageattention" else 0.01  # SageAttention quantizes Q and K to 8 bits
     assert ((out - reference)[mask].abs().max() / reference[mask].abs().max()).item() < tolerance
+
+
+def test_the_model_checks_its_backend_and_gives_the_same_velocity_through_each_path(monkeypatch):
+    from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer, init_random_weights
+
+    monkeypatch.setattr(attn, "_installed", lambda name: name == "sdpa")
+    with pytest.raises(ImportError, match="pip install flash-attn"):
+        HunyuanVideoTransformer(DiTConfig.tiny(), device="meta", attention="flash_attn")
+    model = init_random_weights(HunyuanVideoTransformer(DiTConfig.tiny(), dtype=torch.float32))
+    g = torch.Generator().manual_seed(0)
+    mask = (torch.arange(9) < torch.tensor([[5], [9]])).long()  # two prompt lengths: the masked path
+    args = (torch.randn(2, 16, 2, 4, 4, generator=g), torch.tensor([500.0, 20.0]), torch.randn(2, 9, 64, generator=g))
+    args += (mask, torch.randn(2, 32, generator=g), 6.0)
+    reference = model(*args)
+    monkeypatch.setattr(attn, "_installed", lambda name: True)
+    monkeypatch.setattr(attn, "_unsupported_reason", lambda name, q: None)
+    monkeypatch.setattr(attn, "_flash_kernels", lambda: (sdpa_kernel, varlen_kernel))
+    monkeypatch.setattr(attn, "_sage_kernel", lambda: lambda q, k, v, tensor_layout, is_causal: sdpa_kernel(q, k, v))
+    for backend in ("flash_attn", "sageattention", "auto"):
+        model.attention_backend = backend
+        torch.testing.assert_close(model(*args), reference, rtol=1e-5, atol=1e-5)

@@ -314,18 +314,22 @@ def test_every_submodule_runs_through_the_runner_in_order(tiny, inputs):
     with tiny.using_runner(runner):
         assert torch.equal(ours_forward(tiny, inputs), reference)
     assert tiny.runner.__name__ == "run_module"
-    assert calls == [
-        "time_in",
-        "vector_in",
-        "guidance_in",
-        "txt_in",
-        "img_in",
-        "double_blocks.0",
-        "double_blocks.1",
-        "single_blocks.0",
-        "single_blocks.1",
-        "final_layer",
-    ]
+    assert (
+        calls
+        == tiny.run_order()
+        == [
+            "time_in",
+            "vector_in",
+            "guidance_in",
+            "txt_in",
+            "img_in",
+            "double_blocks.0",
+            "double_blocks.1",
+            "single_blocks.0",
+            "single_blocks.1",
+            "final_layer",
+        ]
+    )
 
 
 class WrappedLinear(nn.Module):

@@ -45,7 +45,8 @@ class HunyuanVideoTransformer(nn.Module):
     ``"guidance_in"`` (distilled models), ``"txt_in"``, ``"img_in"``, ``"double_blocks.0"`` ...,
     ``"single_blocks.0"`` ..., ``"final_layer"``. The runner must return ``module(*args)``; around that
     call it may move the module's weights to the compute device, prefetch the next one, time it, and
-    so on. The arguments are activations already on the compute device. Install one with
+    so on. The arguments are activations already on the compute device. :meth:`run_order` lists the
+    names in call order and ``model.get_submodule(name)`` gives each module. Install a runner with
     :meth:`set_runner` or temporarily with :meth:`using_runner`; the default is :func:`run_module`.
 
     **Linear contract.** Every Linear is a plain ``nn.Linear`` attribute under Tencent's name, and the
@@ -64,7 +65,7 @@ class HunyuanVideoTransformer(nn.Module):
         check_dtype(dtype)
         self.config = config
         self.compute_dtype = dtype
-        self.attention_backend = check_backend(attention)
+        self.attention_backend = attention
         self.runner: Runner = run_module
         self._rope = RopeCache(config.rope_dim_list, config.rope_theta)
         factory = dict(device=device, dtype=dtype)
@@ -82,6 +83,23 @@ class HunyuanVideoTransformer(nn.Module):
         )
         self.final_layer = FinalLayer(c.hidden_size, c.patch_features, **factory)
         self.requires_grad_(False)
+
+    @property
+    def attention_backend(self) -> str:
+        """The attention kernel name (see :data:`hunyuan_model.attention.ATTENTION_BACKENDS`)."""
+        return self._attention_backend
+
+    @attention_backend.setter
+    def attention_backend(self, name: str) -> None:
+        self._attention_backend = check_backend(name)
+
+    def run_order(self) -> list[str]:
+        """The names the runner sees, in the order one forward calls them (for prefetching the next one)."""
+        names = ["time_in", "vector_in"] + (["guidance_in"] if self.guidance_in is not None else [])
+        names += ["txt_in", "img_in"]
+        names += [f"double_blocks.{i}" for i in range(len(self.double_blocks))]
+        names += [f"single_blocks.{i}" for i in range(len(self.single_blocks))]
+        return names + ["final_layer"]
 
     def set_runner(self, runner: Runner | None) -> None:
         """Route submodule calls through ``runner`` (None restores the default)."""
