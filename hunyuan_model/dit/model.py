@@ -136,19 +136,13 @@ class HunyuanVideoTransformer(nn.Module):
         Padding is never attended to: with one prompt its padded tokens are dropped before the refiner,
         with several the text is cut to the longest prompt and the rest masked.
         """
-        b, _, t, h, w = self._check_inputs(latents, text_states, text_mask, pooled_text)
+        b, _, t, h, w = self._check_inputs(latents, text_states, text_mask, pooled_text, guidance)
         device, dtype, run = latents.device, self.compute_dtype, self.runner
         timestep = torch.as_tensor(timestep, dtype=torch.float32, device=device).reshape(-1).expand(b)
         text_states, text_mask = drop_padding(text_states.to(device), text_mask)
 
         vec = run("time_in", self.time_in, timestep, dtype)
         vec = vec + run("vector_in", self.vector_in, pooled_text.to(device, dtype))
-        if (guidance is None) == (self.guidance_in is not None):
-            raise ValueError(
-                "this model is guidance-distilled: pass guidance (the embedded scale, 6.0 by default)."
-                if guidance is None
-                else "this model has no guidance embedding (config.guidance_embed is False): pass guidance=None."
-            )
         if self.guidance_in is not None:
             vec = vec + run("guidance_in", self.guidance_in, embedded_guidance(guidance, b, device), dtype)
 
@@ -172,9 +166,20 @@ class HunyuanVideoTransformer(nn.Module):
         return unpatchify(out, grid, self.config.patch_size)
 
     def _check_inputs(
-        self, latents: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor | None, pooled: torch.Tensor
+        self,
+        latents: torch.Tensor,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor | None,
+        pooled: torch.Tensor,
+        guidance: torch.Tensor | float | None,
     ) -> tuple[int, ...]:
         c = self.config
+        if guidance is None and c.guidance_embed:
+            raise ValueError("this model is guidance-distilled: pass guidance (the embedded scale, 6.0 by default).")
+        if guidance is not None and not c.guidance_embed:
+            raise ValueError(
+                "this model has no guidance embedding (config.guidance_embed is False): pass guidance=None."
+            )
         if latents.ndim != 5 or latents.shape[1] != c.in_channels:
             raise ValueError(f"latents must be [B, {c.in_channels}, T, H, W], got {tuple(latents.shape)}.")
         b, _, t, h, w = latents.shape
