@@ -165,8 +165,11 @@ def test_config_is_inferred_from_shapes_alone():
     assert DiTConfig.from_state_dict(spec_shapes()).name == "HYVideo-T/2-cfgdistill"
     undistilled = DiTConfig.from_state_dict({k: torch.Size(v) for k, v in spec_shapes(guidance=False).items()})
     assert undistilled.name == "HYVideo-T/2" and not undistilled.guidance_embed
-    meta = HunyuanVideoTransformer(DiTConfig.tiny(single_blocks=3, text_dim=48), device="meta").state_dict()
-    assert DiTConfig.from_state_dict(meta) == DiTConfig.tiny(single_blocks=3, text_dim=48)
+    for config in (
+        DiTConfig.tiny(single_blocks=3, text_dim=48),
+        DiTConfig.tiny(hidden_size=128, heads=2, mlp_hidden=256, rope_dim_list=(8, 28, 28)),  # heads of 64
+    ):
+        assert DiTConfig.from_state_dict(HunyuanVideoTransformer(config, device="meta").state_dict()) == config
 
 
 def test_a_key_set_that_does_not_fit_is_refused_with_what_differs():
