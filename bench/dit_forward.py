@@ -1,8 +1,9 @@
 """One DiT forward on the CPU: ours against diffusers' HunyuanVideoTransformer3DModel, side by side.
 
 Both models get the same random float32 weights (ours converted to diffusers keys) and the same
-inputs; runs alternate. The script prints the median time of a forward and the median peak memory a
-forward adds above what the process held before it, then the ratios ours / diffusers. Two text
+inputs; runs alternate. The script prints the best and the median time of a forward (the best is the
+steadier figure on a machine shared with other work) and the median peak memory a forward adds above
+what the process held before it, then the ratios ours / diffusers. Two text
 layouts are run: a prompt padded to 256 tokens as the encoders hand it over (40 real), and the same
 prompt without padding.
 
@@ -86,7 +87,7 @@ def build(args: argparse.Namespace) -> tuple:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--double", type=int, default=2)
     parser.add_argument("--single", type=int, default=4)
@@ -95,8 +96,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_alternating(args: argparse.Namespace, metric) -> dict[str, dict[str, float]]:
-    """layout -> model -> median of ``metric`` over the rounds."""
+def run_alternating(args: argparse.Namespace, metric) -> dict[str, dict[str, list[float]]]:
+    """layout -> model -> ``metric`` of each round."""
     config, ours, theirs, generator = build(args)
     latents = torch.randn(1, 16, *args.latent, generator=generator)
     timestep = torch.tensor([700.0])
@@ -109,7 +110,7 @@ def run_alternating(args: argparse.Namespace, metric) -> dict[str, dict[str, flo
         "padded 256 (40 real)": (states, mask),
         "unpadded 40": (states[:, :real].contiguous(), mask[:, :real].contiguous()),
     }
-    medians = {}
+    results = {}
     for layout, (text, text_mask) in layouts.items():
         runs = {
             "ours": lambda t=text, m=text_mask: ours(latents, timestep, t, m, pooled, 6.0),
@@ -124,14 +125,15 @@ def run_alternating(args: argparse.Namespace, metric) -> dict[str, dict[str, flo
             for _ in range(args.rounds):
                 for name, fn in runs.items():
                     values[name].append(metric(fn))
-        medians[layout] = {name: statistics.median(v) for name, v in values.items()}
-    return medians
+        results[layout] = values
+    return results
 
 
 def main() -> None:
     args = parse_args()
     if args.memory_child:
-        print(json.dumps(run_alternating(args, peak_mib)))
+        peaks = run_alternating(args, peak_mib)
+        print(json.dumps({layout: {n: statistics.median(v) for n, v in by.items()} for layout, by in peaks.items()}))
         return
     child = subprocess.run(
         [sys.executable, __file__, *sys.argv[1:], "--memory-child"],
@@ -144,14 +146,20 @@ def main() -> None:
     times = run_alternating(args, seconds)
     print(
         f"config: hidden {args.hidden}, {args.double}+{args.single} blocks, latent {tuple(args.latent)}, "
-        f"float32, {torch.get_num_threads()} threads, median of {args.rounds} alternating rounds"
+        f"float32, {torch.get_num_threads()} threads, {args.rounds} alternating rounds"
     )
     for layout, by_model in times.items():
+        best = {name: min(v) for name, v in by_model.items()}
+        median = {name: statistics.median(v) for name, v in by_model.items()}
         print(f"\n{layout}:")
-        for name, value in by_model.items():
-            print(f"  {name:9s} {value * 1000:8.1f} ms   peak +{memory[layout][name]:7.1f} MiB")
+        for name in by_model:
+            print(
+                f"  {name:9s} best {best[name] * 1000:8.1f} ms, median {median[name] * 1000:8.1f} ms, "
+                f"peak +{memory[layout][name]:6.1f} MiB"
+            )
         print(
-            f"  ratio ours/diffusers: time {by_model['ours'] / by_model['diffusers']:.3f}, "
+            f"  ratio ours/diffusers: time {best['ours'] / best['diffusers']:.3f} (best), "
+            f"{median['ours'] / median['diffusers']:.3f} (median); "
             f"peak memory {memory[layout]['ours'] / memory[layout]['diffusers']:.3f}"
         )
 

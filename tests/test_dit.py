@@ -15,7 +15,7 @@ from hunyuanvideo_pack.hunyuan_model.dit import (
     load_weights,
     tencent_to_diffusers,
 )
-from hunyuanvideo_pack.hunyuan_model.dit.rope import apply_rope, rope_tables
+from hunyuanvideo_pack.hunyuan_model.dit.rope import rope_tables, rotate_video_tokens_
 
 GUIDANCE = 6.0
 FP32_TOLERANCE = 1e-4  # of the output's max magnitude
@@ -273,10 +273,20 @@ def test_rope_tables_and_rotation_follow_the_spec():
     assert torch.equal(cos.repeat_interleave(2, dim=1), full_cos) and torch.equal(
         sin.repeat_interleave(2, dim=1), full_sin
     )
-    x = torch.randn(2, 60, 3, 128)
-    rotated = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)  # rot(x)[2i] = -x[2i+1]
-    expected = x * full_cos[:, None] + rotated * full_sin[:, None]
-    assert torch.equal(apply_rope(x, cos, sin), expected)
+    x = torch.randn(2, 60 + 7, 3, 128)  # 60 video tokens, then 7 text tokens
+    video = x[:, :60]
+    rotated = torch.stack((-video[..., 1::2], video[..., ::2]), dim=-1).flatten(-2)  # rot(x)[2i] = -x[2i+1]
+    expected = torch.cat((video * full_cos[:, None] + rotated * full_sin[:, None], x[:, 60:]), dim=1)
+    assert torch.equal(rotate_video_tokens_(x.clone(), cos, sin), expected)
+    x16 = x.bfloat16()
+    expected16 = torch.cat(
+        (
+            (x16[:, :60].float() * full_cos[:, None] + rotated.bfloat16().float() * full_sin[:, None]).bfloat16(),
+            x16[:, 60:],
+        ),
+        1,
+    )
+    assert torch.equal(rotate_video_tokens_(x16.clone(), cos, sin), expected16)
 
 
 def test_embedded_guidance_is_rounded_like_the_reference_pipelines():

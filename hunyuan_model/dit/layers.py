@@ -48,14 +48,16 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, L, H, D]``, normalised over D a chunk of tokens at a time into a new tensor."""
+        if x.shape[1] <= TOKEN_CHUNK:
+            return self._norm(x)
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        weight = self.weight.to(x.dtype)
         for start in range(0, x.shape[1], TOKEN_CHUNK):
-            xf = x[:, start : start + TOKEN_CHUNK].float()
-            out[:, start : start + TOKEN_CHUNK] = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)).to(
-                x.dtype
-            ) * weight
+            out[:, start : start + TOKEN_CHUNK] = self._norm(x[:, start : start + TOKEN_CHUNK])
         return out
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)).to(x.dtype) * self.weight.to(x.dtype)
 
 
 class ModulateDiT(nn.Module):

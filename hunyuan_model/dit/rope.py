@@ -25,25 +25,20 @@ def rope_tables(
     return angle.cos(), angle.sin()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of ``x`` ``[B, N, H, D]`` by the tables ``[N, D/2]``, in float32.
-
-    ``out[2i] = x[2i] cos - x[2i+1] sin`` and ``out[2i+1] = x[2i+1] cos + x[2i] sin``: the same
-    float32 operations as the reference's ``x * cos + rotate(x) * sin`` with repeated tables.
-    """
-    even, odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[:, None], sin[:, None]  # n 1 d/2, broadcast over heads
-    return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2).to(x.dtype)
-
-
 def rotate_video_tokens_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """:func:`apply_rope` on the leading ``len(cos)`` tokens of ``x`` ``[B, L, H, D]``, in place, chunk by chunk.
+    """Rotate the leading ``len(cos)`` tokens of ``x`` ``[B, L, H, D]`` in place, chunk by chunk, in float32.
 
+    With tables ``[N, D/2]``: ``out[2i] = x[2i] cos - x[2i+1] sin`` and ``out[2i+1] = x[2i+1] cos + x[2i] sin``,
+    the same float32 operations as the reference's ``x * cos + rotate(x) * sin`` with repeated tables.
     The tokens after them (text) are left as they are.
     """
     for start in range(0, cos.shape[0], TOKEN_CHUNK):
         end = min(start + TOKEN_CHUNK, cos.shape[0])
-        x[:, start:end] = apply_rope(x[:, start:end], cos[start:end], sin[start:end])
+        pairs = x[:, start:end].unflatten(-1, (-1, 2))  # view: b n h d/2 2
+        even, odd = pairs.float().unbind(-1)
+        c, s = cos[start:end, None], sin[start:end, None]  # n 1 d/2, broadcast over heads
+        rotated_even, rotated_odd = even * c - odd * s, odd * c + even * s
+        pairs[..., 0], pairs[..., 1] = rotated_even, rotated_odd
     return x
 
 
