@@ -4,6 +4,14 @@ Nothing here imports ComfyUI. The ComfyUI nodes in ``nodes/`` are thin adapters 
 See the README's "Python API" section for a tour.
 """
 
+from .attention import ATTENTION_BACKENDS, installed_backends
+from .dit import (
+    DiTConfig,
+    HunyuanVideoTransformer,
+    diffusers_to_tencent,
+    load_weights,
+    tencent_to_diffusers,
+)
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -17,6 +25,13 @@ from .text_encoder.embeds_io import load_embeds, save_embeds
 from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
+    "ATTENTION_BACKENDS",
+    "DiTConfig",
+    "HunyuanVideoTransformer",
+    "diffusers_to_tencent",
+    "installed_backends",
+    "load_weights",
+    "tencent_to_diffusers",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
     "VideoGeometry",
