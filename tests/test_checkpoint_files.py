@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import warnings
 import zipfile
 
 import gguf
@@ -326,3 +327,18 @@ def test_a_pickle_stream_is_sniffed_as_torch(tmp_path):
     path = tmp_path / "old.bin"
     path.write_bytes(pickle.dumps({"w": 1}, protocol=2))
     assert sniff_format(path) == "torch"
+
+
+def test_read_only_mappings_serve_windows_without_warnings(tmp_path, state, monkeypatch):
+    from hunyuanvideo_pack.hunyuan_model.checkpoint import gguf_file, safetensors_file
+
+    monkeypatch.setattr(safetensors_file, "PRIVATE_MAPPING", False)
+    monkeypatch.setattr(gguf_file, "PRIVATE_MAPPING", False)
+    safetensors_path = write_safetensors(tmp_path / "dit.safetensors", state)
+    gguf_path = write_gguf(tmp_path / "dit.gguf", gguf_tensors(state))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = SafetensorsReader(safetensors_path).load("img_in.proj.weight").data
+        quantized = GGUFReader(gguf_path).load("single_blocks.0.linear2.weight")
+    assert torch.equal(loaded, state["img_in.proj.weight"])
+    assert quantized.dense(torch.float32).shape == (256, 512)

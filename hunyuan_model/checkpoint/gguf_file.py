@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from ..quant import GGMLType, StoredWeight, UnsupportedQuantTypeError
 from ..quant.ggml_types import SUPPORTED_NAMES
 from .errors import CorruptCheckpointError, WrongModelError
-from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
 
 HUNYUAN_VIDEO_ARCHITECTURE = "hyvid"
 GGUF_MAGIC = b"GGUF"
@@ -80,14 +81,20 @@ class GGUFReader(CheckpointReader):
         if tensor is None:
             raise self.missing_key(key)
         qtype, shape = GGMLType(int(tensor.tensor_type)), self._shapes[key]
-        data = torch.from_numpy(tensor.data)
+        data = _as_torch(tensor.data)
         if qtype in _FLOAT_VIEWS:
             return StoredWeight.plain(data.reshape(-1).view(torch.uint8).view(_FLOAT_VIEWS[qtype]).reshape(shape))
         return StoredWeight(data, shape, qtype=qtype)
 
     def release(self, key: str) -> None:
         if key in self._tensors:
-            drop_file_pages(torch.from_numpy(self._tensors[key].data))
+            drop_file_pages(_as_torch(self._tensors[key].data))
+
+
+def _as_torch(array) -> torch.Tensor:
+    with warnings.catch_warnings():  # read-only on Windows (see PRIVATE_MAPPING); never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _storage_name(qtype: GGMLType) -> str:
@@ -123,7 +130,7 @@ def _open(path: Path):
         if file.read(4) != GGUF_MAGIC:
             raise CorruptCheckpointError(f"'{path}' is not a GGUF file (it does not start with 'GGUF').")
     try:
-        return _checked_reader_class()(path, "c")
+        return _checked_reader_class()(path, "c" if PRIVATE_MAPPING else "r")
     except _TensorPastEnd as error:
         raise CorruptCheckpointError(f"'{path}' is truncated: {error}.") from None
     except UnsupportedQuantTypeError as error:

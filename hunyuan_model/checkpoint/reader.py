@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -98,6 +99,10 @@ class CheckpointReader(ABC):
 
 
 _PAGE = mmap.PAGESIZE
+# Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,
+# where a copy-on-write view is charged against the commit limit in full (a 25 GB model would need
+# 25 GB of page file): there the mapping is read-only (tensors must not be written in place).
+PRIVATE_MAPPING = os.name != "nt"
 
 
 def drop_file_pages(tensor: torch.Tensor) -> None:

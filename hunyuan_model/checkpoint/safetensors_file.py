@@ -16,6 +16,7 @@ import json
 import math
 import mmap
 import struct
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 
 from ..quant import StoredWeight
 from .errors import CorruptCheckpointError
-from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
 
 DTYPES = {
     "BF16": torch.bfloat16,
@@ -159,13 +160,14 @@ class SafetensorsReader(CheckpointReader):
         dtype, shape, (begin, end) = DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
         if end == begin:
             return torch.empty(shape, dtype=dtype)
-        raw = torch.frombuffer(self._mapping(), dtype=torch.uint8, count=end - begin, offset=begin)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            raw = torch.frombuffer(self._mapping(), dtype=torch.uint8, count=end - begin, offset=begin)
         return raw.view(dtype).reshape(shape)
 
     def _mapping(self) -> mmap.mmap:
-        # ACCESS_COPY: a private mapping, writable in memory only, so torch gets a writable buffer
-        # without copying; the file is never modified.
         if self._map is None:
+            access = mmap.ACCESS_COPY if PRIVATE_MAPPING else mmap.ACCESS_READ
             with open(self.path, "rb") as file:
-                self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+                self._map = mmap.mmap(file.fileno(), 0, access=access)
         return self._map

@@ -45,11 +45,12 @@ def _run_in_chunks(
     """Apply ``kernel`` to all blocks, writing ``out``.
 
     On the CPU, whole-tensor temporaries are fresh memory the kernel must fault in page by page,
-    which costs more than the arithmetic; chunks of ``_CPU_CHUNK_WEIGHTS`` reuse the allocator's
-    cached memory and stay in cache. GPUs take the whole tensor in one go (fewer kernel launches).
+    which costs more than the arithmetic; small chunks reuse the allocator's cached memory and stay
+    in cache. GPUs take large chunks: few kernel launches, temporaries bounded to tens of MB.
     """
     n, block_size = out.shape
-    step = n if blocks.device.type != "cpu" else max(1, _CPU_CHUNK_WEIGHTS // block_size)
+    chunk_weights = _CPU_CHUNK_WEIGHTS if blocks.device.type == "cpu" else _GPU_CHUNK_WEIGHTS
+    step = max(1, chunk_weights // block_size)
     scratch = None if out.dtype == torch.float32 else torch.empty(min(step, n), block_size, device=out.device)
     for start in range(0, n, step):
         part = blocks[start : start + step]
@@ -61,6 +62,7 @@ def _run_in_chunks(
 
 
 _CPU_CHUNK_WEIGHTS = 1 << 19
+_GPU_CHUNK_WEIGHTS = 1 << 24
 
 
 def _half(blocks: torch.Tensor, offset: int) -> torch.Tensor:
