@@ -11,25 +11,13 @@ output (what the gguf package returns) and bfloat16 output (what the DiT compute
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
-
-PACK_DIR = Path(__file__).resolve().parents[1]
-
-
-def import_pack():
-    spec = importlib.util.spec_from_file_location("hunyuanvideo_pack", PACK_DIR / "__init__.py")
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["hunyuanvideo_pack"] = pack
-    spec.loader.exec_module(pack)
-    return pack
+from common import import_pack
 
 
 def random_blocks(qtype, n_blocks: int, rng: np.random.Generator) -> np.ndarray:

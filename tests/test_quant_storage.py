@@ -356,3 +356,23 @@ def test_stored_weight_dense_views_and_dequantizes():
     assert torch.equal(quantized.dense(torch.float32), dequantize(blocks, "Q8_0", (64, 256)))
     with pytest.raises(ValueError, match=r"Q4_K tensor of shape \[64, 256\] needs 9216 bytes"):
         StoredWeight(blocks, (64, 256), qtype=GGMLType.Q4_K)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_conversion_leaves_the_source_weight_alone(dtype):
+    w = weight().to(dtype) * 1000
+    before = w.clone()
+    quantize_fp8_scaled(w)
+    cast_to_fp8(w)
+    assert torch.equal(w, before)
+
+
+def test_sliced_conversion_equals_the_whole_tensor_formula(monkeypatch):
+    from hunyuanvideo_pack.hunyuan_model.quant import fp8
+
+    monkeypatch.setattr(fp8, "_CPU_SLICE", 1000)  # many slices and a remainder
+    w = weight().bfloat16()
+    w8, scale = quantize_fp8_scaled(w)
+    expected = (w.float() / scale).clamp(-448, 448).to(torch.float8_e4m3fn)
+    assert torch.equal(w8.view(torch.uint8), expected.view(torch.uint8))
+    assert torch.equal(cast_to_fp8(w).view(torch.uint8), w.float().to(torch.float8_e4m3fn).view(torch.uint8))

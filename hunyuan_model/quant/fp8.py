@@ -23,7 +23,7 @@ def is_fp8(dtype: torch.dtype) -> bool:
 
 def cast_to_fp8(weight: torch.Tensor) -> torch.Tensor:
     """Plain cast to float8_e4m3fn, clamped to its range (``fp8_e4m3fn`` storage)."""
-    return weight.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return _to_fp8(weight, None)
 
 
 def quantize_fp8_scaled(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,10 +31,30 @@ def quantize_fp8_scaled(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
     Returns ``(W8, scale)`` with a float32 scalar scale; an all-zero weight gets scale 1.
     """
-    weight = weight.float()
-    amax = weight.abs().amax()
+    low, high = torch.aminmax(weight)
+    amax = torch.maximum(-low, high).float()
     scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax))
-    return (weight / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
+    return _to_fp8(weight, scale), scale
+
+
+def _to_fp8(weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``clamp(W / scale)`` in float32, cast to e4m3fn, a slice at a time on the CPU.
+
+    Slices keep the float32 temporaries in cache and small (a whole 13B model converts at load,
+    one layer after another), rather than a full float32 copy of each layer.
+    """
+    out = torch.empty(weight.shape, dtype=torch.float8_e4m3fn, device=weight.device)
+    flat, flat_out = weight.reshape(-1), out.view(-1)
+    step = _CPU_SLICE if weight.device.type == "cpu" else flat.numel()
+    for start in range(0, flat.numel(), step):
+        part = flat[start : start + step].to(torch.float32, copy=True)
+        if scale is not None:
+            part = part.div_(scale)
+        flat_out[start : start + step] = part.clamp_(-E4M3_MAX, E4M3_MAX)
+    return out
+
+
+_CPU_SLICE = 1 << 18
 
 
 def fp8_dequantize(weight: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
