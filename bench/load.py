@@ -7,9 +7,10 @@ most 1.25 for as-stored loads, at most 0.75 of the bf16 file for FP8 storage fro
 
 Until ``load_transformer`` exists, the load is the weight-format layer's own path, as the loader
 will drive it: open by contents, attach a scale map when the FP8 weights need one, build a stand-in
-module tree on ``meta`` (the DiT's Linear names), swap each quantizable Linear for its storage
-module one layer at a time releasing the source pages, assign everything else in base precision,
-then read every byte once (what a forward pass or a copy to the GPU does to memory-mapped weights).
+module tree on ``meta`` (the DiT's Linear names), fill it with ``checkpoint.load_weights`` (each
+quantizable Linear swapped for its storage module one layer at a time, source pages released,
+everything else in base precision), then read every byte once (what a forward pass or a copy to
+the GPU does to memory-mapped weights).
 
     python3 bench/load.py [--dir /tmp/hv_load_bench] [--double 2 --single 2] [--keep]
 """
@@ -173,29 +174,18 @@ def _is_linear(infos, key: str) -> bool:
 
 
 def load(path: Path, storage: str) -> torch.nn.Module:
-    from hunyuanvideo_pack.hunyuan_model.checkpoint import needs_scale_map, open_checkpoint, with_scale_map
-    from hunyuanvideo_pack.hunyuan_model.quant import assign_tensor, keeps_base_precision, meta_tensors, swap_linears
+    from hunyuanvideo_pack.hunyuan_model.checkpoint import (
+        load_weights,
+        needs_scale_map,
+        open_checkpoint,
+        with_scale_map,
+    )
 
-    base = torch.bfloat16
     reader = open_checkpoint(path)
     if needs_scale_map(reader):
         reader = with_scale_map(reader)
     model = stand_in_model(reader.infos())
-    for key in reader.keys():
-        stored = reader.load(key)
-        if keeps_base_precision(key):
-            tensor = stored.dense(base)
-            assign_tensor(model, key, tensor)
-            result = tensor
-        else:
-            name = key.removesuffix(".weight")
-            swap_linears(model, {name: stored}, storage, base)
-            result = model.get_submodule(name).weight
-        if result.untyped_storage().data_ptr() != stored.data.untyped_storage().data_ptr():
-            reader.release(key)  # converted: the file's pages are no longer needed
-    missing = meta_tensors(model)
-    if missing:
-        raise RuntimeError(f"not loaded: {missing[:5]}")
+    load_weights(model, reader, storage, torch.bfloat16)
     return model
 
 

@@ -3,6 +3,7 @@
 :func:`open_checkpoint` picks a reader from the file's contents. Every reader lists keys with
 shapes and storage types before reading data (:meth:`CheckpointReader.infos`) and hands out
 tensors as :class:`~..quant.StoredWeight` views of the memory-mapped file (:meth:`~CheckpointReader.load`).
+:func:`load_weights` fills a model built on ``meta`` from a reader, tensor by tensor.
 Errors are :class:`CheckpointError` subclasses whose messages name the file and the failing part.
 """
 
@@ -23,6 +24,7 @@ from .fp8_map import (
     with_scale_map,
 )
 from .gguf_file import GGUFReader
+from .load_weights import check_keys, load_weights
 from .open_file import open_checkpoint, sniff_format
 from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
 from .safetensors_file import SafetensorsReader
@@ -43,11 +45,13 @@ __all__ = [
     "TorchReader",
     "UnsafeCheckpointError",
     "WrongModelError",
+    "check_keys",
     "drop_file_pages",
     "find_prefix",
     "find_scale_map",
     "key_group",
     "load_scale_map",
+    "load_weights",
     "needs_scale_map",
     "open_checkpoint",
     "scale_map_candidates",
