@@ -65,6 +65,18 @@ def test_random_blocks_equal_gguf_bit_for_bit(qtype, monkeypatch):
     assert torch.equal(as_bf16, torch.from_numpy(expected).bfloat16())
 
 
+@pytest.mark.parametrize("qtype", BLOCK_TYPES, ids=lambda t: t.name)
+def test_single_blocks_and_one_block_remainders(qtype, monkeypatch):
+    # A one-block slice is contiguous but starts mid-buffer: wider views must still line up.
+    block_size = BLOCK_LAYOUTS[qtype].block_size
+    monkeypatch.setattr(dequant_module, "_CPU_CHUNK_WEIGHTS", 2 * block_size)
+    raw = random_blocks(qtype, 3, np.random.default_rng(3))
+    for count in (1, 3):
+        expected = reference(raw[:count].reshape(1, -1), qtype).reshape(-1)
+        ours = dequantize(torch.from_numpy(raw[:count]), qtype, (count * block_size,))
+        np.testing.assert_array_equal(ours.numpy(), expected)
+
+
 @pytest.mark.parametrize("qtype", QUANTIZABLE, ids=lambda t: t.name)
 def test_quantized_real_data_equals_gguf_and_stays_close_to_the_original(qtype):
     rng = np.random.default_rng(7)

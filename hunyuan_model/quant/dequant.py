@@ -1,6 +1,6 @@
 """GGUF block dequantization in torch, on whatever device the blocks live on.
 
-Each kernel takes ``blocks [n, type_size]`` (uint8) and returns ``[n, block_size]`` float32 in
+Each kernel reads ``blocks [n, type_size]`` (uint8) and writes ``[n, block_size]`` float32 in
 the order ggml lays the weights out. The arithmetic follows ggml's reference dequantizers
 operation for operation in float32, so results equal the ``gguf`` package's numpy ``dequantize``
 bit for bit (tests/test_quant_dequant.py checks every type).
@@ -77,10 +77,15 @@ def _fields(packed: torch.Tensor, width: int, group: int) -> torch.Tensor:
     shifts run on 64-bit words (eight bytes at a time); masking each byte keeps the lanes apart.
     """
     n, m = packed.shape
-    words = packed.contiguous().view(torch.int64).reshape(n * m // group, group // 8)
+    words = _aligned(packed).view(torch.int64).reshape(n * m // group, group // 8)
     mask = int.from_bytes(bytes([(1 << width) - 1] * 8), "little", signed=True)
     planes = torch.stack([(words >> shift) & mask for shift in range(0, 8, width)], dim=1)
     return planes.view(torch.uint8).reshape(n, -1)
+
+
+def _aligned(packed: torch.Tensor) -> torch.Tensor:
+    """A fresh contiguous copy, so wider views are aligned (a slice of one block is contiguous but offset)."""
+    return packed.clone(memory_format=torch.contiguous_format)
 
 
 def _u32_bits(packed: torch.Tensor) -> torch.Tensor:
@@ -161,7 +166,7 @@ def _k_scales_and_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     the same for the mins, bytes 8-11 the low 4 bits of scales 4-7 (low nibble) and mins 4-7 (high
     nibble). Done on 32-bit words, four lanes at a time, stacked word-major (whole-row copies).
     """
-    a, b, c = packed.contiguous().view(torch.int32).unbind(1)
+    a, b, c = _aligned(packed).view(torch.int32).unbind(1)
     scales = torch.stack([a & 0x3F3F3F3F, (c & 0x0F0F0F0F) | ((a >> 2) & 0x30303030)])
     mins = torch.stack([b & 0x3F3F3F3F, ((c >> 4) & 0x0F0F0F0F) | ((b >> 2) & 0x30303030)])
     return _lanes_to_blocks(scales), _lanes_to_blocks(mins)
