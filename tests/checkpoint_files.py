@@ -32,14 +32,13 @@ def tencent_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def fp8_block_layers(state: dict[str, torch.Tensor]) -> list[str]:
-    return ["double_blocks.0.img_attn_qkv", "single_blocks.0.linear2"]
+FP8_LAYERS = ("double_blocks.0.img_attn_qkv", "single_blocks.0.linear2")  # the quantizable Linears above
 
 
 def tencent_fp8(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Tencent's FP8 release recipe: block Linear weights divided by max|W|/448, map of [1] scales."""
     fp8, scales = dict(state), {}
-    for layer in fp8_block_layers(state):
+    for layer in FP8_LAYERS:
         weight = state[f"{layer}.weight"].float()
         scale = weight.abs().max() / 448
         fp8[f"{layer}.weight"] = (weight / scale).to(torch.float8_e4m3fn)
