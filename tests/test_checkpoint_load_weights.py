@@ -167,3 +167,9 @@ def test_a_device_moves_each_tensor_as_it_loads(tmp_path, original):
     model = load(path, "fp8_e4m3fn_scaled", device="cpu")
     assert model.double_blocks[0].img_attn_qkv.weight.dtype == torch.float8_e4m3fn
     assert all(not t.is_meta for t in model.state_dict().values())
+
+
+def test_the_fast_path_is_checked_against_the_device_before_loading(tmp_path, original):
+    path = write_safetensors(tmp_path / "dit.safetensors", original.state_dict())
+    with pytest.raises(RuntimeError, match="fp8_e4m3fn_fast is not available: FP8 matmuls .* not on mps"):
+        load(path, "fp8_e4m3fn_fast", device="mps")

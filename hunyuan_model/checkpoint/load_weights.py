@@ -13,7 +13,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..quant import WeightStorage, assign_tensor, keeps_base_precision, meta_tensors, swap_linears
+from ..quant import (
+    WeightStorage,
+    assign_tensor,
+    keeps_base_precision,
+    meta_tensors,
+    require_scaled_mm,
+    swap_linears,
+)
 from .errors import CheckpointError
 from .reader import CheckpointReader
 
@@ -48,9 +55,11 @@ def load_weights(
     all else is assigned dense in ``base_dtype``. With ``device`` each tensor moves there as soon
     as it is converted (a CUDA load never holds the model in RAM); without it, as-stored tensors
     stay views of the memory-mapped file. ``progress(done, total)`` is called after each key (it
-    may raise to cancel). Keys are checked first (:func:`check_keys`); afterwards nothing is left
-    on ``meta``. Check ``fp8_e4m3fn_fast`` support with :func:`~..quant.require_scaled_mm` first.
+    may raise to cancel). Keys are checked first (:func:`check_keys`), and ``fp8_e4m3fn_fast``
+    against the device (:func:`~..quant.require_scaled_mm`); afterwards nothing is left on ``meta``.
     """
+    if WeightStorage(storage) is WeightStorage.FP8_E4M3FN_FAST:
+        require_scaled_mm(device or "cpu")
     check_keys(model, reader)
     keys = reader.keys()
     for done, key in enumerate(keys, 1):
