@@ -5,6 +5,7 @@ See the README's "Python API" section for a tour.
 """
 
 from .attention import ATTENTION_BACKENDS, installed_backends
+from .checkpoint import CheckpointError, open_checkpoint
 from .dit import (
     DiTConfig,
     HunyuanVideoTransformer,
@@ -20,6 +21,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .quant import WeightStorage, keeps_base_precision
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
 from .video_file import VIDEO_FORMATS, write_video
@@ -32,11 +34,15 @@ __all__ = [
     "installed_backends",
     "load_weights",
     "tencent_to_diffusers",
+    "CheckpointError",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
     "VideoGeometry",
+    "WeightStorage",
     "empty_latent",
+    "keeps_base_precision",
     "latent_frames",
+    "open_checkpoint",
     "video_frames",
     "VIDEO_FORMATS",
     "write_video",

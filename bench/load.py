@@ -1,0 +1,281 @@
+"""Peak memory and time of loading a >= 2 GB checkpoint in each file format and weight storage.
+
+Writes synthetic HunyuanVideo-shaped checkpoints (Tencent keys at full width 3072; all top-level
+modules plus ``--double``/``--single`` blocks), then loads each in a fresh subprocess and prints
+the peak RSS the load added, divided by the file size, and the load time. Targets (issue 4): at
+most 1.25 for as-stored loads, at most 0.75 of the bf16 file for FP8 storage from a bf16 file.
+
+Until ``load_transformer`` exists, the load is the weight-format layer's own path, as the loader
+will drive it: open by contents, attach a scale map when the FP8 weights need one, build a stand-in
+module tree on ``meta`` (the DiT's Linear names), fill it with ``checkpoint.load_weights`` (each
+quantizable Linear swapped for its storage module one layer at a time, source pages released,
+everything else in base precision), then read every byte once (what a forward pass or a copy to
+the GPU does to memory-mapped weights).
+
+    python3 bench/load.py [--dir /tmp/hv_load_bench] [--double 2 --single 2] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from common import import_pack
+
+HIDDEN, MLP, TEXT, CLIP, FREQ, OUT = 3072, 12288, 4096, 768, 256, 64
+
+
+def linear(shapes: dict, name: str, out_features: int, in_features: int) -> None:
+    shapes[f"{name}.weight"] = (out_features, in_features)
+    shapes[f"{name}.bias"] = (out_features,)
+
+
+def tencent_shapes(double: int, single: int) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a HunyuanVideo DiT (spec section 1.6) with the given block counts."""
+    shapes: dict[str, tuple[int, ...]] = {"img_in.proj.weight": (HIDDEN, 16, 1, 2, 2), "img_in.proj.bias": (HIDDEN,)}
+    linear(shapes, "txt_in.input_embedder", HIDDEN, TEXT)
+    for mlp in ("txt_in.t_embedder.mlp", "time_in.mlp", "guidance_in.mlp"):
+        linear(shapes, f"{mlp}.0", HIDDEN, FREQ)
+        linear(shapes, f"{mlp}.2", HIDDEN, HIDDEN)
+    linear(shapes, "txt_in.c_embedder.linear_1", HIDDEN, TEXT)
+    linear(shapes, "txt_in.c_embedder.linear_2", HIDDEN, HIDDEN)
+    for i in range(2):
+        block = f"txt_in.individual_token_refiner.blocks.{i}"
+        shapes[f"{block}.norm1.weight"] = shapes[f"{block}.norm1.bias"] = (HIDDEN,)
+        shapes[f"{block}.norm2.weight"] = shapes[f"{block}.norm2.bias"] = (HIDDEN,)
+        linear(shapes, f"{block}.self_attn_qkv", 3 * HIDDEN, HIDDEN)
+        linear(shapes, f"{block}.self_attn_proj", HIDDEN, HIDDEN)
+        linear(shapes, f"{block}.mlp.fc1", MLP, HIDDEN)
+        linear(shapes, f"{block}.mlp.fc2", HIDDEN, MLP)
+        linear(shapes, f"{block}.adaLN_modulation.1", 2 * HIDDEN, HIDDEN)
+    linear(shapes, "vector_in.in_layer", HIDDEN, CLIP)
+    linear(shapes, "vector_in.out_layer", HIDDEN, HIDDEN)
+    for i in range(double):
+        for stream in ("img", "txt"):
+            prefix = f"double_blocks.{i}.{stream}"
+            linear(shapes, f"{prefix}_mod.linear", 6 * HIDDEN, HIDDEN)
+            linear(shapes, f"{prefix}_attn_qkv", 3 * HIDDEN, HIDDEN)
+            shapes[f"{prefix}_attn_q_norm.weight"] = shapes[f"{prefix}_attn_k_norm.weight"] = (128,)
+            linear(shapes, f"{prefix}_attn_proj", HIDDEN, HIDDEN)
+            linear(shapes, f"{prefix}_mlp.fc1", MLP, HIDDEN)
+            linear(shapes, f"{prefix}_mlp.fc2", HIDDEN, MLP)
+    for i in range(single):
+        linear(shapes, f"single_blocks.{i}.linear1", 3 * HIDDEN + MLP, HIDDEN)
+        linear(shapes, f"single_blocks.{i}.linear2", HIDDEN, HIDDEN + MLP)
+        shapes[f"single_blocks.{i}.q_norm.weight"] = shapes[f"single_blocks.{i}.k_norm.weight"] = (128,)
+        linear(shapes, f"single_blocks.{i}.modulation.linear", 3 * HIDDEN, HIDDEN)
+    linear(shapes, "final_layer.linear", OUT, HIDDEN)
+    linear(shapes, "final_layer.adaLN_modulation.1", 2 * HIDDEN, HIDDEN)
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the checkpoints
+
+
+def bf16_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return {key: (torch.randn(shape, generator=generator) * 0.02).bfloat16() for key, shape in shapes.items()}
+
+
+def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    from hunyuanvideo_pack.hunyuan_model.quant import keeps_base_precision, quantize_fp8_scaled
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = tencent_shapes(double, single)
+    files = {name: folder / name for name in ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors")}
+    files |= {"q8_0.gguf": folder / "q8_0.gguf", "q4_k.gguf": folder / "q4_k.gguf"}
+    if all(path.exists() for path in files.values()):
+        return files
+    state = bf16_state(shapes)
+    save_file(state, str(files["bf16.safetensors"]))
+    torch.save({"module": state}, files["bf16.pt"])
+    fp8, scales, comfy = dict(state), {}, {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
+    for key in shapes:
+        if not keeps_base_precision(key):
+            weight8, scale = quantize_fp8_scaled(state[key])
+            fp8[key] = comfy[key] = weight8
+            scales[key.removesuffix(".weight")] = scale.reshape(1)
+            comfy[key.replace(".weight", ".scale_weight")] = scale
+    torch.save({"module": fp8}, files["fp8.pt"])
+    torch.save(scales, folder / "fp8_map.pt")
+    save_file({**state, **comfy}, str(files["scaled_fp8.safetensors"]))
+    del state, fp8, comfy
+    for qtype in ("Q8_0", "Q4_K"):
+        write_gguf(files[f"{qtype.lower()}.gguf"], shapes, qtype)
+    return files
+
+
+def write_gguf(path: Path, shapes: dict[str, tuple[int, ...]], qtype: str) -> None:
+    """city96's layout: 2-D weights quantized (random valid blocks), 1-D and 5-D tensors F32."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "hyvid")
+    rng = np.random.default_rng(0)
+    gtype = gguf.GGMLQuantizationType[qtype]
+    block_size, type_size = gguf.GGML_QUANT_SIZES[gtype]
+    for key, shape in shapes.items():
+        if len(shape) != 2:
+            writer.add_tensor(key, rng.normal(0, 0.02, shape).astype(np.float32))
+            continue
+        blocks = rng.integers(0, 256, (shape[0] * shape[1] // block_size, type_size), dtype=np.uint8)
+        for offset in (0, 2) if qtype == "Q4_K" else (0,):
+            halves = rng.normal(0, 1e-3, len(blocks)).astype(np.float16)
+            blocks[:, offset : offset + 2] = halves.view(np.uint8).reshape(-1, 2)
+        writer.add_tensor(key, blocks.reshape(shape[0], -1), raw_dtype=gtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading (child process)
+
+
+def stand_in_model(infos) -> torch.nn.Module:
+    """A module tree on meta with an ``nn.Linear`` for every ``<name>.weight`` 2-D key (the DiT's names)."""
+    from torch import nn
+
+    root = nn.Module()
+    with torch.device("meta"):
+        for key, info in infos.items():
+            *path, leaf = key.split(".")
+            module = root
+            for part in path[:-1] if _is_linear(infos, key) else path:
+                if not hasattr(module, part):
+                    module.add_module(part, nn.Module())
+                module = getattr(module, part)
+            if _is_linear(infos, key):
+                if leaf == "weight":
+                    out_features, in_features = info.shape
+                    bias = f"{key.removesuffix('.weight')}.bias" in infos
+                    module.add_module(path[-1], nn.Linear(in_features, out_features, bias=bias))
+            else:
+                module.register_parameter(leaf, nn.Parameter(torch.empty(info.shape), requires_grad=False))
+    return root
+
+
+def _is_linear(infos, key: str) -> bool:
+    name = key.rsplit(".", 1)[0]
+    weight = infos.get(f"{name}.weight")
+    return weight is not None and len(weight.shape) == 2
+
+
+def load(path: Path, storage: str) -> torch.nn.Module:
+    from hunyuanvideo_pack.hunyuan_model.checkpoint import (
+        load_weights,
+        needs_scale_map,
+        open_checkpoint,
+        with_scale_map,
+    )
+
+    reader = open_checkpoint(path)
+    if needs_scale_map(reader):
+        reader = with_scale_map(reader)
+    model = stand_in_model(reader.infos())
+    load_weights(model, reader, storage, torch.bfloat16)
+    return model
+
+
+def touch(model: torch.nn.Module) -> int:
+    """Read every stored byte once (a byte-wise max: no temporaries)."""
+    return max(int(t.reshape(-1).view(torch.uint8).max()) for t in [*model.parameters(), *model.buffers()])
+
+
+def child(path: Path, storage: str, threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    import_pack()
+    before = psutil.Process().memory_info().rss
+    start = time.perf_counter()
+    model = load(path, storage)
+    loaded = time.perf_counter() - start
+    touch(model)
+    held = sum(t.nbytes for t in [*model.parameters(), *model.buffers()])
+    print(json.dumps({"baseline": before, "peak": peak_rss(), "seconds": loaded, "model": held}))
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    Linux's ``VmHWM`` belongs to the current program image; ``ru_maxrss`` would carry the parent's
+    peak across ``exec`` (the parent held a whole state dict while writing the files).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+CASES = [  # (file, weight storage, target peak / file size, size the target refers to)
+    ("bf16.safetensors", "as_stored", 1.25, "bf16.safetensors"),
+    ("bf16.pt", "as_stored", 1.25, "bf16.pt"),
+    ("bf16.safetensors", "fp8_e4m3fn", 0.75, "bf16.safetensors"),
+    ("bf16.safetensors", "fp8_e4m3fn_scaled", 0.75, "bf16.safetensors"),
+    ("bf16.pt", "fp8_e4m3fn_scaled", 0.75, "bf16.pt"),
+    ("fp8.pt", "as_stored", 1.25, "fp8.pt"),
+    ("scaled_fp8.safetensors", "as_stored", 1.25, "scaled_fp8.safetensors"),
+    ("q8_0.gguf", "as_stored", 1.25, "q8_0.gguf"),
+    ("q4_k.gguf", "as_stored", 1.25, "q4_k.gguf"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/hv_load_bench"))
+    parser.add_argument("--double", type=int, default=2, help="double blocks (each 0.68 GB in bf16)")
+    parser.add_argument("--single", type=int, default=2, help="single blocks (each 0.28 GB in bf16)")
+    parser.add_argument("--keep", action="store_true", help="keep the written checkpoints for another run")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the loads (0: torch's default)")
+    parser.add_argument("--child", nargs=2, metavar=("FILE", "STORAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), args.child[1], args.threads)
+        return
+    import_pack()
+    start = time.perf_counter()
+    files = write_files(args.dir, args.double, args.single)
+    print(f"checkpoints written in {time.perf_counter() - start:.0f} s to {args.dir}")
+    print("peak+: peak RSS the load added (after imports); model: bytes of the loaded weights in memory")
+    print(
+        f"{'file':24s} {'storage':18s} {'file GB':>8s} {'model GB':>9s} {'peak+ GB':>9s} "
+        f"{'peak+/file':>10s} {'target':>7s} {'peak+/model':>11s} {'load s':>7s}"
+    )
+    try:
+        for name, storage, target, reference in CASES:
+            result = subprocess.run(
+                [sys.executable, __file__, "--child", str(files[name]), storage, "--threads", str(args.threads)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            figures = json.loads(result.stdout.strip().splitlines()[-1])
+            added = figures["peak"] - figures["baseline"]
+            size = files[reference].stat().st_size
+            print(
+                f"{name:24s} {storage:18s} {size / 1e9:8.2f} {figures['model'] / 1e9:9.2f} {added / 1e9:9.2f} "
+                f"{added / size:10.2f} {'<= ' + str(target):>7s} {added / figures['model']:11.2f} {figures['seconds']:7.1f}"
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The interface every checkpoint reader implements, and key-prefix detection.
+
+A reader opens a file without reading its tensors: :meth:`CheckpointReader.infos` gives every key
+with its logical shape and storage type (so a loader can infer the model config and build it on
+``meta`` first), :meth:`CheckpointReader.load` gives one tensor as a
+:class:`~..quant.StoredWeight`, usually a view of the memory-mapped file, and
+:meth:`CheckpointReader.release` lets the kernel drop that tensor's pages once it was converted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import mmap
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..quant import StoredWeight
+
+# Prefixes ComfyUI-style and other repackaged DiT files put before Tencent's keys, longest first.
+DIT_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
+# Whole-model bundles (DiT + VAE + text encoders in one file) keep the DiT under these.
+_BUNDLE_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a reader knows about a tensor before reading it."""
+
+    shape: tuple[int, ...]
+    storage: str  # "bfloat16", "float8_e4m3fn", "float8_e4m3fn scaled", "Q4_K", ...
+
+
+@dataclass
+class Prefix:
+    """The key prefix found in a file: ``prefix`` + key is the key as stored."""
+
+    prefix: str = ""
+    ignored: list[str] = field(default_factory=list)  # keys outside the prefix (a bundle's other parts)
+
+
+def find_prefix(keys: Iterable[str], prefixes: tuple[str, ...] = DIT_PREFIXES) -> Prefix:
+    """The first of ``prefixes`` that every key starts with; for bundles, the DiT part's prefix.
+
+    Without a match the keys are used as they are (``Prefix("")``).
+    """
+    keys = list(keys)
+    for prefix in prefixes:
+        if keys and all(key.startswith(prefix) for key in keys):
+            return Prefix(prefix)
+    for prefix in _BUNDLE_PREFIXES:
+        if prefix in prefixes and any(key.startswith(prefix) for key in keys):
+            return Prefix(prefix, [key for key in keys if not key.startswith(prefix)])
+    return Prefix()
+
+
+class CheckpointReader(ABC):
+    """A model file opened for reading, keys without prefix (see module doc)."""
+
+    path: Path
+    container: str  # "safetensors", "torch", "gguf", "diffusers"
+    prefix: str = ""
+    notes: list[str]  # what was found on the way: wrapper key, prefix, markers; for messages and logs
+    metadata: dict[str, str]
+
+    @abstractmethod
+    def infos(self) -> Mapping[str, TensorInfo]:
+        """Every tensor key (prefix stripped) with its shape and storage, in file order."""
+
+    @abstractmethod
+    def load(self, key: str) -> StoredWeight:
+        """The tensor ``key`` as stored, usually a zero-copy view of the file."""
+
+    def release(self, key: str) -> None:  # noqa: B027 - optional; most readers have nothing to drop
+        """Tell the reader the tensor from :meth:`load` is no longer needed (it was converted)."""
+
+    def keys(self) -> list[str]:
+        return list(self.infos())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.infos()
+
+    def __len__(self) -> int:
+        return len(self.infos())
+
+    def describe(self) -> str:
+        """One line for messages: container, file name and what was found."""
+        details = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.container} file '{self.path.name}'{details}"
+
+    def missing_key(self, key: str) -> KeyError:
+        return KeyError(f"{self.describe()} has no tensor '{key}'")
+
+
+_PAGE = mmap.PAGESIZE
+# Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,
+# where a copy-on-write view is charged against the commit limit in full (a 25 GB model would need
+# 25 GB of page file): there the mapping is read-only (tensors must not be written in place).
+PRIVATE_MAPPING = os.name != "nt"
+
+
+def drop_file_pages(tensor: torch.Tensor) -> None:
+    """Let the kernel drop the resident pages of a tensor viewing a private, read-only file mapping.
+
+    The data stays valid: touching it again reads it back from the file. Only whole pages inside
+    the tensor are dropped (neighbours may still be in use). Linux only; elsewhere a no-op.
+    Never call this on a tensor that lives in anonymous memory: its pages would come back as zeros.
+    """
+    if not sys.platform.startswith("linux") or tensor.numel() == 0:
+        return
+    start = tensor.data_ptr()
+    first = -(-start // _PAGE) * _PAGE
+    last = (start + tensor.numel() * tensor.element_size()) // _PAGE * _PAGE
+    if last > first:
+        _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
+
+
+_MADV_DONTNEED = 4
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc
