@@ -100,7 +100,9 @@ def _tiling_inputs() -> dict:
     }
 
 
-def _validate_tiling(tile_size, overlap, temporal_size, temporal_overlap):
+def _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap):
+    if tiling != "manual":
+        return True  # the sizes are not used
     try:
         Tiling(tile_size, overlap, temporal_size, temporal_overlap)
     except ValueError as error:
@@ -125,11 +127,11 @@ class _TileProgress:
             self.bar.close()
 
 
-def _on_device(vae, shape, mode: str, manual: Tiling, encoding: bool, work):
+def _on_device(vae, shape, mode: str, manual: Tiling | None, encoding: bool, work):
     """Run ``work(tiling, on_tile)`` with the VAE on the compute device, the tiling chosen for ``mode``."""
     device = comfy_env.compute_device()
     weights = sum(p.numel() * p.element_size() for p in vae.parameters())
-    wanted = manual if mode == "manual" else Tiling.off()
+    wanted = manual or Tiling.off()
     comfy_env.make_room(weights + estimate_bytes(vae.config, shape, wanted, vae.dtype, encoding), device)
     vae.to(device)
     progress = _TileProgress("HunyuanVideo VAE encode" if encoding else "HunyuanVideo VAE decode")
@@ -167,13 +169,13 @@ class HunyuanVideoVAEDecode:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, tile_size, overlap, temporal_size, temporal_overlap):
-        return _validate_tiling(tile_size, overlap, temporal_size, temporal_overlap)
+    def VALIDATE_INPUTS(cls, tiling, tile_size, overlap, temporal_size, temporal_overlap):
+        return _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap)
 
     def decode(self, vae, samples, tiling, tile_size, overlap, temporal_size, temporal_overlap):
         latent = samples["samples"]
         check_latent(latent, vae.config.latent_channels)
-        manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap)
+        manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap) if tiling == "manual" else None
         frames = _on_device(
             vae, tuple(latent.shape), tiling, manual, False, lambda t, progress: decode(vae, latent, t, progress)
         )
@@ -202,14 +204,14 @@ class HunyuanVideoVAEEncode:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, tile_size, overlap, temporal_size, temporal_overlap):
-        return _validate_tiling(tile_size, overlap, temporal_size, temporal_overlap)
+    def VALIDATE_INPUTS(cls, tiling, tile_size, overlap, temporal_size, temporal_overlap):
+        return _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap)
 
     def encode(self, vae, pixels, tiling, tile_size, overlap, temporal_size, temporal_overlap):
         video = pixels.unsqueeze(0)  # b f h w c, the IMAGE batch being one video's frames
         check_frames(video)
         shape = (1, 3) + tuple(video.shape[1:4])
-        manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap)
+        manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap) if tiling == "manual" else None
         latent = _on_device(vae, shape, tiling, manual, True, lambda t, progress: encode(vae, video, t, progress))
         return ({"samples": latent},)
 

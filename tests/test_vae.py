@@ -489,5 +489,7 @@ def test_decode_node_manual_tiling_equals_the_api_and_batches_frames(loaded):
 
 
 def test_node_validation_explains_bad_tile_sizes():
-    assert HunyuanVideoVAEDecode.VALIDATE_INPUTS(256, 64, 64, 16) is True
-    assert "must be at least 0 and smaller than tile_size=64" in HunyuanVideoVAEEncode.VALIDATE_INPUTS(64, 64, 64, 16)
+    assert HunyuanVideoVAEDecode.VALIDATE_INPUTS("manual", 256, 64, 64, 16) is True
+    assert HunyuanVideoVAEDecode.VALIDATE_INPUTS("auto", 64, 64, 64, 16) is True  # sizes unused
+    error = HunyuanVideoVAEEncode.VALIDATE_INPUTS("manual", 64, 64, 64, 16)
+    assert "overlap=64 must be at least 0 and smaller than tile_size=64" in error

@@ -8,6 +8,7 @@ works on ``latent * scaling_factor``.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 import torch
 
@@ -15,13 +16,17 @@ from ..latent import video_frames
 from .config import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION
 from .memory import AUTO_LADDER, estimate_bytes
 from .model import CausalVideoVAE
-from .tiling import OnTile, Tiling, decode_plan, encode_plan, run_tiles
+from .tiling import OnTile, TilePlan, Tiling, decode_plan, encode_plan, run_tiles
 
 GIB = 1024**3
 
 
 class VAEOutOfMemoryError(torch.cuda.OutOfMemoryError):
-    """The device ran out of memory during a decode or encode; the message names smaller tilings to try."""
+    """The device ran out of memory during a decode or encode; the message names smaller tilings to try.
+
+    A subclass of PyTorch's out-of-memory error (``torch.cuda.OutOfMemoryError`` is ``torch.OutOfMemoryError``
+    for every device since torch 2.5), so hosts that handle OOM specially still recognise it.
+    """
 
 
 def decode(
@@ -72,7 +77,16 @@ def encode(
     return latent
 
 
-def _run(model, source, out, plan, on_tile, vae, tiling, encode: bool) -> None:
+def _run(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    source: torch.Tensor,
+    out: torch.Tensor,
+    plan: TilePlan,
+    on_tile: OnTile | None,
+    vae: CausalVideoVAE,
+    tiling: Tiling,
+    encode: bool,
+) -> None:
     """Tile every video of the batch, reporting progress; turn an out-of-memory error into advice."""
     total, done = plan.count * source.shape[0], 0
 
@@ -117,7 +131,7 @@ def _out_of_memory_advice(vae: CausalVideoVAE, shape: tuple[int, ...], tiling: T
     )
     return (
         f"out of {vae.device.type.upper()} memory {action} a {list(shape)} tensor with {tiling.describe()} "
-        f"(estimated {current / GIB:.1f} GiB per tile, {vae.dtype} weights). Try {advice}; "
+        f"(estimated {current / GIB:.1f} GiB per tile in {str(vae.dtype).removeprefix('torch.')}). Try {advice}; "
         f"tiling 'auto' picks tiles from the free memory."
     )
 

@@ -101,21 +101,23 @@ def norm_silu(norm: nn.GroupNorm, x: torch.Tensor) -> Callable[[torch.Tensor], t
 def _group_affine(norm: nn.GroupNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel float32 ``scale, shift`` with ``norm(x) == x * scale + shift``, each ``[b c 1 1 1]``."""
     b, c = x.shape[:2]
-    groups = norm.num_groups
-    grouped = x.reshape(b, groups, 1, -1)
-    # One group at a time, so that temporaries (the float32 copy, the normalised output we discard) stay 1/groups
-    # of x; native_group_norm is GroupNorm's own kernel: the same statistics, and 10x faster than var_mean on CPU.
-    stats = [
-        torch.native_group_norm(grouped[:, g].float().contiguous(), None, None, b, 1, grouped.shape[-1], 1, norm.eps)[
-            1:
-        ]
-        for g in range(groups)
-    ]
-    mean = torch.cat([m for m, _ in stats], dim=1).repeat_interleave(c // groups, dim=1)
-    rstd = torch.cat([r for _, r in stats], dim=1).repeat_interleave(c // groups, dim=1)
+    groups = x.reshape(b, norm.num_groups, 1, -1)
+    # One group at a time, so that temporaries (a float32 copy, the normalised output we discard) stay 1/groups of x.
+    moments = [_mean_rstd(groups[:, g], norm.eps) for g in range(norm.num_groups)]
+    per_channel = c // norm.num_groups
+    mean = torch.cat([m for m, _ in moments], dim=1).repeat_interleave(per_channel, dim=1)
+    rstd = torch.cat([r for _, r in moments], dim=1).repeat_interleave(per_channel, dim=1)
     scale = rstd * norm.weight.float()
     shift = norm.bias.float() - mean * scale
     return scale.view(b, c, 1, 1, 1), shift.view(b, c, 1, 1, 1)
+
+
+def _mean_rstd(group: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 mean and 1/std of ``[b 1 n]``, each ``[b 1]``: GroupNorm's own kernel gives the same statistics as
+    ``nn.GroupNorm`` and is 10x faster than ``var_mean`` on the CPU."""
+    group = group.float().contiguous()
+    _, mean, rstd = torch.native_group_norm(group, None, None, group.shape[0], 1, group.shape[-1], 1, eps)
+    return mean, rstd
 
 
 class ResnetBlock(nn.Module):

@@ -179,7 +179,7 @@ def run_tiles(
                 above[column] = _tail(tile, dim=3, length=plan.height.blend)
                 left = _tail(tile, dim=4, length=plan.width.blend)
                 tile = _crop(_crop(tile, 3, plan.height.keep), 4, plan.width.keep)
-                fade = min(plan.time.blend, tile.shape[2], written_end - ts.out_start)
+                fade = max(0, min(plan.time.blend, tile.shape[2], written_end - ts.out_start))
                 _write(out, tile.to(out.device), (ts.out_start, hs.out_start, ws.out_start), fade)
                 on_tile()
         written_end = ts.out_start + tile.shape[2]
@@ -200,10 +200,10 @@ def _write(out: torch.Tensor, tile: torch.Tensor, at: tuple[int, int, int], fade
     """Put ``tile`` into ``out`` at ``(t, h, w)``, fading over the ``fade`` frames already there."""
     t, h, w = at
     region = out[:, :, t : t + tile.shape[2], h : h + tile.shape[3], w : w + tile.shape[4]]
-    if fade > 0:
+    if fade:
         weight = _ramp(fade, 2, tile)
         region[:, :, :fade].mul_(1 - weight).add_(tile[:, :, :fade] * weight)
-    region[:, :, max(fade, 0) :] = tile[:, :, max(fade, 0) :]
+    region[:, :, fade:] = tile[:, :, fade:]
 
 
 def _ramp(length: int, dim: int, like: torch.Tensor) -> torch.Tensor:
