@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..latent import video_frames
+from ..latent import latent_frames, video_frames
 from .config import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION
 from .memory import AUTO_LADDER, estimate_bytes
 from .model import CausalVideoVAE
@@ -67,8 +67,8 @@ def encode(
     tiling = tiling or Tiling.off()
     b, f, h, w, _ = frames.shape
     video = frames.permute(0, 4, 1, 2, 3)  # b c f h w, a view: the pixels stay where they are
-    latent_shape = (b, vae.config.latent_channels, (f - 1) // TEMPORAL_COMPRESSION + 1)
-    latent = torch.empty(latent_shape + (h // SPATIAL_COMPRESSION, w // SPATIAL_COMPRESSION), device=output_device)
+    latent_shape = (b, vae.config.latent_channels, latent_frames(f), h // SPATIAL_COMPRESSION, w // SPATIAL_COMPRESSION)
+    latent = torch.empty(latent_shape, device=output_device)
 
     def encode_tile(pixels: torch.Tensor) -> torch.Tensor:
         return vae.encode_tile(pixels.to(vae.device, vae.dtype).mul(2).sub_(1))

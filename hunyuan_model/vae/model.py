@@ -12,14 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VAEConfig
-from .layers import CausalConv3d, Downsample, MidBlock, ResnetBlock, Upsample, norm_silu
+from .layers import NORM_EPS, CausalConv3d, Downsample, MidBlock, ResnetBlock, Upsample, norm_silu
+
+
+def _resnets(in_channels: int, out_channels: int, layers: int, groups: int) -> nn.ModuleList:
+    widths = [in_channels] + [out_channels] * layers
+    return nn.ModuleList(ResnetBlock(a, b, groups) for a, b in zip(widths, widths[1:]))
 
 
 class DownBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, layers: int, groups: int, stride) -> None:
         super().__init__()
-        widths = [in_channels] + [out_channels] * layers
-        self.resnets = nn.ModuleList(ResnetBlock(a, b, groups) for a, b in zip(widths, widths[1:]))
+        self.resnets = _resnets(in_channels, out_channels, layers, groups)
         self.downsamplers = nn.ModuleList([Downsample(out_channels, stride)]) if stride else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -31,8 +35,7 @@ class DownBlock(nn.Module):
 class UpBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, layers: int, groups: int, factor) -> None:
         super().__init__()
-        widths = [in_channels] + [out_channels] * layers
-        self.resnets = nn.ModuleList(ResnetBlock(a, b, groups) for a, b in zip(widths, widths[1:]))
+        self.resnets = _resnets(in_channels, out_channels, layers, groups)
         self.upsamplers = nn.ModuleList([Upsample(out_channels, factor)]) if factor else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,7 @@ class Encoder(nn.Module):
             for i, (a, b) in enumerate(zip(inputs, channels))
         )
         self.mid_block = MidBlock(channels[-1], groups, config.mid_attention)
-        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=1e-6)
+        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=NORM_EPS)
         self.conv_out = CausalConv3d(channels[-1], 2 * config.latent_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +81,7 @@ class Decoder(nn.Module):
             UpBlock(a, b, config.layers_per_block + 1, groups, config.up_factor(i))
             for i, (a, b) in enumerate(zip(inputs, channels))
         )
-        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=1e-6)
+        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=NORM_EPS)
         self.conv_out = CausalConv3d(channels[-1], config.out_channels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
