@@ -24,30 +24,41 @@ from .latent import (
 from .quant import WeightStorage, keeps_base_precision
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
+from .vae import CausalVideoVAE, Tiling, VAEConfig, VAEOutOfMemoryError, auto_tiling, load_vae
+from .vae import decode as vae_decode
+from .vae import encode as vae_encode
 from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
     "ATTENTION_BACKENDS",
-    "DiTConfig",
-    "HunyuanVideoTransformer",
-    "diffusers_to_tencent",
-    "installed_backends",
-    "load_weights",
-    "tencent_to_diffusers",
-    "CheckpointError",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
+    "VIDEO_FORMATS",
+    "CausalVideoVAE",
+    "CheckpointError",
+    "DiTConfig",
+    "HunyuanTextEncoder",
+    "HunyuanVideoTransformer",
+    "Tiling",
+    "VAEConfig",
+    "VAEOutOfMemoryError",
     "VideoGeometry",
     "WeightStorage",
+    "auto_tiling",
+    "diffusers_to_tencent",
     "empty_latent",
+    "installed_backends",
     "keeps_base_precision",
     "latent_frames",
-    "open_checkpoint",
-    "video_frames",
-    "VIDEO_FORMATS",
-    "write_video",
-    "HunyuanTextEncoder",
-    "load_text_encoder",
     "load_embeds",
+    "load_text_encoder",
+    "load_vae",
+    "load_weights",
+    "open_checkpoint",
     "save_embeds",
+    "tencent_to_diffusers",
+    "vae_decode",
+    "vae_encode",
+    "video_frames",
+    "write_video",
 ]

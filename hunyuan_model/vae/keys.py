@@ -1,0 +1,106 @@
+"""State-dict layouts of the HunyuanVideo VAE, and recognising files that are something else.
+
+This package's module names are Tencent's checkpoint keys (``pytorch_model.pt``, kijai's and
+Comfy-Org's ``hunyuan_video_vae_bf16.safetensors``), which diffusers' ``AutoencoderKLHunyuanVideo``
+uses unchanged. Also read: ComfyUI's internal layout (``decoder.up.3.block.0``, ``mid.attn_1.q``
+as 1x1x1 convs; what a VAE saved from ComfyUI holds), diffusers' pre-0.15 attention names
+(``query``/``key``/``value``/``proj_attn``), wrappers (``state_dict``, ``module``, ``model``) and
+prefixes (``vae.``, ``first_stage_model.``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from .config import NUM_BLOCKS
+
+PREFIXES = ("", "vae.", "first_stage_model.", "model.")
+WRAPPERS = ("state_dict", "module", "model")
+_MARKER = "decoder.conv_in.conv.weight"
+
+# (ComfyUI pattern, our replacement), applied in order to every key.
+_COMFY_RENAMES = [
+    (r"^encoder\.down\.(\d+)\.block\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2."),
+    (r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.down_blocks.\1.downsamplers.0."),
+    (r"^decoder\.up\.(\d+)\.block\.(\d+)\.", lambda m: f"decoder.up_blocks.{_up(m[1])}.resnets.{m[2]}."),
+    (r"^decoder\.up\.(\d+)\.upsample\.", lambda m: f"decoder.up_blocks.{_up(m[1])}.upsamplers.0."),
+    (r"\.mid\.block_(\d+)\.", lambda m: f".mid_block.resnets.{int(m[1]) - 1}."),
+    (r"\.mid\.attn_1\.norm\.", ".mid_block.attentions.0.group_norm."),
+    (r"\.mid\.attn_1\.(q|k|v)\.", r".mid_block.attentions.0.to_\1."),
+    (r"\.mid\.attn_1\.proj_out\.", ".mid_block.attentions.0.to_out.0."),
+    (r"\.nin_shortcut\.", ".conv_shortcut."),
+    (r"\.norm_out\.", ".conv_norm_out."),
+]
+_OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def _up(comfy_index: str) -> int:
+    return NUM_BLOCKS - 1 - int(comfy_index)  # ComfyUI counts decoder blocks from the full-resolution end
+
+
+def canonical_state_dict(state: Mapping, source: str = "the file") -> dict[str, torch.Tensor]:
+    """Weights in this package's layout, from any layout above; a clear error for anything else."""
+    state = _unwrap(state)
+    prefix = next((p for p in PREFIXES if p + _MARKER in state), None)
+    if prefix is None:
+        raise ValueError(_not_a_vae(state, source))
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if "decoder.mid.block_1.norm1.weight" in state:
+        state = {_rename(k, _COMFY_RENAMES): _attention_matrix(k, v) for k, v in state.items()}
+    return {_modern_attention_name(k): v for k, v in state.items()}
+
+
+def _unwrap(state: Mapping) -> Mapping:
+    for wrapper in WRAPPERS:
+        if isinstance(state.get(wrapper), Mapping):
+            return state[wrapper]
+    return state
+
+
+def _rename(key: str, renames) -> str:
+    for pattern, replacement in renames:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _attention_matrix(key: str, value: torch.Tensor) -> torch.Tensor:
+    """ComfyUI stores the attention projections as 1x1x1 convolutions: drop the kernel dimensions."""
+    if re.search(r"\.mid\.attn_1\.(q|k|v|proj_out)\.weight$", key) and value.ndim == 5:
+        return value.reshape(value.shape[:2])
+    return value
+
+
+def _modern_attention_name(key: str) -> str:
+    match = re.search(r"\.attentions\.0\.(query|key|value|proj_attn)\.", key)
+    if match is None:
+        return key
+    return key.replace(f".{match[1]}.", f".{_OLD_ATTENTION[match[1]]}.")
+
+
+def _not_a_vae(state: Mapping, source: str) -> str:
+    keys = [k for k in state if isinstance(k, str)]
+    found = _what_it_is(keys)
+    sample = ", ".join(keys[:3]) or "(no tensors)"
+    return (
+        f"{source} is not a HunyuanVideo VAE: {found} "
+        f"A HunyuanVideo VAE has keys like '{_MARKER}' (Tencent's vae/pytorch_model.pt, or "
+        f"hunyuan_video_vae_bf16.safetensors from kijai or Comfy-Org); this file's first keys are: {sample}."
+    )
+
+
+def _what_it_is(keys: list[str]) -> str:
+    def has(*fragments: str) -> bool:
+        return any(fragment in key for key in keys for fragment in fragments)
+
+    if has("double_blocks.", "single_blocks.", "img_in.proj", "transformer_blocks.0.attn.add_q_proj"):
+        return "it is a video transformer (DiT), e.g. HunyuanVideo's own; load it with the HunyuanVideo model loader."
+    if has("model.layers.0.", "language_model.", "layers.0.self_attn."):
+        return "it is a language model (such as the LLaVA-Llama-3 text encoder); load it with the text encoder loader."
+    if has("text_model.", "transformer.resblocks."):
+        return "it is a CLIP text encoder; load it with the text encoder loader."
+    if has("decoder.conv_in.weight", "decoder.middle.0."):
+        return "it is another model's VAE (an image VAE such as SD's or Flux's, or Wan's video VAE)."
+    return "no VAE weights were found in it."
