@@ -5,12 +5,14 @@ See the README's "Python API" section for a tour.
 """
 
 from .attention import ATTENTION_BACKENDS, installed_backends
-from .checkpoint import CheckpointError, open_checkpoint
+from .checkpoint import CheckpointError, load_weights, open_checkpoint
 from .dit import (
     DiTConfig,
     HunyuanVideoTransformer,
+    TransformerFile,
     diffusers_to_tencent,
-    load_weights,
+    load_transformer,
+    open_transformer,
     tencent_to_diffusers,
 )
 from .latent import (
@@ -40,6 +42,7 @@ __all__ = [
     "HunyuanTextEncoder",
     "HunyuanVideoTransformer",
     "Tiling",
+    "TransformerFile",
     "VAEConfig",
     "VAEOutOfMemoryError",
     "VideoGeometry",
@@ -52,9 +55,11 @@ __all__ = [
     "latent_frames",
     "load_embeds",
     "load_text_encoder",
+    "load_transformer",
     "load_vae",
     "load_weights",
     "open_checkpoint",
+    "open_transformer",
     "save_embeds",
     "tencent_to_diffusers",
     "vae_decode",

@@ -1,4 +1,5 @@
-"""Tiny synthetic checkpoints in every file format, written by tests (no real weights exist here)."""
+"""Odd synthetic checkpoints for the file-layer tests: a few tensors of each kind, raw GGUF blocks,
+diffusers folders of any content. Real-format DiT checkpoints come from ``hunyuan_model.dit.tiny``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 import torch
-from safetensors.torch import save_file
+
+from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
 
 HIDDEN = 256  # K-quant rows hold 256 weights
 
@@ -30,27 +32,6 @@ def tencent_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
         "single_blocks.0.linear2.weight": randn(HIDDEN, 2 * HIDDEN),
         "final_layer.linear.weight": randn(64, HIDDEN).float(),
     }
-
-
-FP8_LAYERS = ("double_blocks.0.img_attn_qkv", "single_blocks.0.linear2")  # the quantizable Linears above
-
-
-def tencent_fp8(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Tencent's FP8 release recipe: block Linear weights divided by max|W|/448, map of [1] scales."""
-    fp8, scales = dict(state), {}
-    for layer in FP8_LAYERS:
-        weight = state[f"{layer}.weight"].float()
-        scale = weight.abs().max() / 448
-        fp8[f"{layer}.weight"] = (weight / scale).to(torch.float8_e4m3fn)
-        scales[layer] = scale.reshape(1)
-    return fp8, scales
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], prefix: str = "") -> Path:
-    save_file(
-        {prefix + key: value.contiguous() for key, value in tensors.items()}, str(path), metadata={"format": "pt"}
-    )
-    return path
 
 
 # Byte offsets of fp16 fields per block: random bytes there could be NaN/inf.
@@ -98,14 +79,14 @@ def write_diffusers(folder: Path, tensors: dict[str, torch.Tensor], shards: int 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"_class_name": "HunyuanVideoTransformer3DModel", "num_layers": 1}))
     if shards == 1:
-        write_safetensors(folder / "diffusion_pytorch_model.safetensors", tensors)
+        write_safetensors(tensors, folder / "diffusion_pytorch_model.safetensors")
         return folder
     keys = list(tensors)
     weight_map = {}
     for index in range(shards):
         name = f"diffusion_pytorch_model-{index + 1:05d}-of-{shards:05d}.safetensors"
         part = {key: tensors[key] for key in keys[index::shards]}
-        write_safetensors(folder / name, part)
+        write_safetensors(part, folder / name)
         weight_map.update(dict.fromkeys(part, name))
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     return folder

@@ -10,7 +10,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from checkpoint_files import random_blocks, tencent_state_dict, write_gguf, write_safetensors
+from checkpoint_files import random_blocks, tencent_state_dict, write_gguf
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     CheckpointError,
@@ -24,6 +24,7 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     open_checkpoint,
     sniff_format,
 )
+from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import GGMLType, UnsupportedQuantTypeError, dequantize
 
 
@@ -38,7 +39,7 @@ def state():
 
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model.", "diffusion_model.", "model."])
 def test_safetensors_keys_lose_their_prefix_and_load_as_views(tmp_path, state, prefix):
-    reader = SafetensorsReader(write_safetensors(tmp_path / "dit.safetensors", state, prefix))
+    reader = SafetensorsReader(write_safetensors(state, tmp_path / "dit.safetensors", prefix))
 
     assert reader.prefix == prefix and sorted(reader.keys()) == sorted(state)
     assert reader.infos()["img_in.proj.weight"].shape == (256, 16, 1, 2, 2)
@@ -59,7 +60,7 @@ def test_a_bundle_keeps_only_the_diffusion_model(tmp_path, state):
         **{f"model.diffusion_model.{k}": v for k, v in state.items()},
         "first_stage_model.decoder.conv_in.weight": torch.zeros(3),
     }
-    reader = SafetensorsReader(write_safetensors(tmp_path / "bundle.safetensors", tensors))
+    reader = SafetensorsReader(write_safetensors(tensors, tmp_path / "bundle.safetensors"))
     assert sorted(reader.keys()) == sorted(state)
     assert "1 tensors outside the prefix ignored, e.g. 'first_stage_model.decoder.conv_in.weight'" in reader.describe()
 
@@ -74,7 +75,7 @@ def test_comfyui_scaled_fp8_files_carry_their_scales(tmp_path, state):
         "double_blocks.0.img_attn_qkv.scale_input": torch.tensor(1.0),
         "scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn),
     }
-    reader = SafetensorsReader(write_safetensors(tmp_path / "scaled.safetensors", tensors, "model.diffusion_model."))
+    reader = SafetensorsReader(write_safetensors(tensors, tmp_path / "scaled.safetensors", "model.diffusion_model."))
 
     assert reader.scaled_fp8 and sorted(reader.keys()) == sorted(state)
     assert "ComfyUI scaled FP8 (F8_E4M3)" in reader.describe()
@@ -87,13 +88,13 @@ def test_comfyui_scaled_fp8_files_carry_their_scales(tmp_path, state):
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2, torch.float16])
 def test_narrow_storage_dtypes_are_reported_and_kept(tmp_path, state, dtype):
     tensors = {key: value.to(dtype) if "blocks" in key else value for key, value in state.items()}
-    reader = SafetensorsReader(write_safetensors(tmp_path / "narrow.safetensors", tensors))
+    reader = SafetensorsReader(write_safetensors(tensors, tmp_path / "narrow.safetensors"))
     assert reader.infos()["single_blocks.0.linear2.weight"].storage == str(dtype).removeprefix("torch.")
     assert reader.load("single_blocks.0.linear2.weight").data.dtype == dtype
 
 
 def test_truncated_safetensors_name_the_tensor_that_runs_past_the_end(tmp_path, state):
-    path = write_safetensors(tmp_path / "dit.safetensors", state)
+    path = write_safetensors(state, tmp_path / "dit.safetensors")
     data = path.read_bytes()
     path.write_bytes(data[:-100])
     with pytest.raises(
@@ -110,7 +111,7 @@ def test_truncated_safetensors_name_the_tensor_that_runs_past_the_end(tmp_path, 
 
 def test_released_pages_leave_memory_and_read_back_from_the_file(tmp_path):
     tensor = torch.randn(8 * 1024 * 1024)  # 32 MiB
-    reader = SafetensorsReader(write_safetensors(tmp_path / "big.safetensors", {"w": tensor}))
+    reader = SafetensorsReader(write_safetensors({"w": tensor}, tmp_path / "big.safetensors"))
     process = psutil.Process(os.getpid())
 
     view = reader.load("w").data
@@ -293,7 +294,7 @@ def test_gguf_dense_matches_our_dequantize_of_the_mapped_bytes(tmp_path, state):
 
 
 def test_formats_are_recognized_from_contents_not_names(tmp_path, state):
-    safetensors_named_pt = write_safetensors(tmp_path / "model.pt", state)
+    safetensors_named_pt = write_safetensors(state, tmp_path / "model.pt")
     gguf_named_safetensors = write_gguf(tmp_path / "model.safetensors", gguf_tensors(state))
     torch_named_gguf = tmp_path / "model.gguf"
     torch.save({"module": state}, torch_named_gguf)
@@ -334,7 +335,7 @@ def test_read_only_mappings_serve_windows_without_warnings(tmp_path, state, monk
 
     monkeypatch.setattr(safetensors_file, "PRIVATE_MAPPING", False)
     monkeypatch.setattr(gguf_file, "PRIVATE_MAPPING", False)
-    safetensors_path = write_safetensors(tmp_path / "dit.safetensors", state)
+    safetensors_path = write_safetensors(state, tmp_path / "dit.safetensors")
     gguf_path = write_gguf(tmp_path / "dit.gguf", gguf_tensors(state))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from checkpoint_files import tencent_fp8, tencent_state_dict, write_diffusers, write_safetensors
+from checkpoint_files import tencent_state_dict, write_diffusers
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     CheckpointError,
@@ -20,6 +20,7 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     open_checkpoint,
     with_scale_map,
 )
+from hunyuanvideo_pack.hunyuan_model.dit.tiny import fp8_release_tensors, write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import cast_to_fp8
 
 
@@ -31,7 +32,7 @@ def state():
 @pytest.fixture
 def tencent_release(tmp_path, state):
     """``mp_rank_00_model_states_fp8.pt`` + ``..._fp8_map.pt`` as Tencent ships them."""
-    weights, scales = tencent_fp8(state)
+    weights, scales = fp8_release_tensors(state)
     path = tmp_path / "mp_rank_00_model_states_fp8.pt"
     torch.save({"module": weights}, path)
     torch.save(scales, tmp_path / "mp_rank_00_model_states_fp8_map.pt")
@@ -80,7 +81,7 @@ def test_without_its_map_an_fp8_file_is_refused_with_the_searched_paths(tencent_
 def test_kijais_safetensors_map_and_an_explicit_map_work(tencent_release, tmp_path):
     path, scales = tencent_release
     (path.parent / "mp_rank_00_model_states_fp8_map.pt").unlink()
-    write_safetensors(tmp_path / "fp8_map.safetensors", scales)
+    write_safetensors(scales, tmp_path / "fp8_map.safetensors")
     assert (
         with_scale_map(TorchReader(path)).load("single_blocks.0.linear2.weight").scale
         == scales["single_blocks.0.linear2"]
@@ -95,9 +96,9 @@ def test_plain_cast_fp8_files_need_no_map(tmp_path, state):
     tensors = {
         k: cast_to_fp8(v) if "blocks" in k and k.endswith("weight") and "norm" not in k else v for k, v in state.items()
     }
-    reader = SafetensorsReader(write_safetensors(tmp_path / "hunyuan_video_720_fp8_e4m3fn.safetensors", tensors))
+    reader = SafetensorsReader(write_safetensors(tensors, tmp_path / "hunyuan_video_720_fp8_e4m3fn.safetensors"))
     assert not needs_scale_map(reader)
-    assert not needs_scale_map(SafetensorsReader(write_safetensors(tmp_path / "bf16.safetensors", state)))
+    assert not needs_scale_map(SafetensorsReader(write_safetensors(state, tmp_path / "bf16.safetensors")))
 
 
 def test_a_map_from_another_file_is_refused(tencent_release, tmp_path):
@@ -208,7 +209,7 @@ def test_diffusers_folders_convert_to_tencent_keys_lazily(tmp_path, state, shard
 
 
 def test_a_single_diffusers_file_converts_the_same_way(tmp_path, state):
-    path = write_safetensors(tmp_path / "hunyuan_video_diffusers.safetensors", to_diffusers(state))
+    path = write_safetensors(to_diffusers(state), tmp_path / "hunyuan_video_diffusers.safetensors")
     reader = ConvertedReader(open_checkpoint(path), diffusers_to_tencent)
     assert torch.equal(reader.load("img_in.proj.weight").data, state["img_in.proj.weight"])
 

@@ -3,10 +3,11 @@
 import gguf
 import pytest
 import torch
-from checkpoint_files import write_gguf, write_safetensors
+from checkpoint_files import write_gguf
 from torch import nn
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import CheckpointError, load_weights, open_checkpoint, with_scale_map
+from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import (
     CastLinear,
     GGUFLinear,
@@ -74,11 +75,9 @@ def relative_error(actual, expected):
     return ((actual - expected).norm() / expected.norm()).item()
 
 
-def load(path, storage=WeightStorage.AS_STORED, base=torch.float32, **kwargs):
-    model = meta_model()
-    reader = open_checkpoint(path)
-    load_weights(model, reader, storage, base, **kwargs)
-    return model
+def load(path, storage=WeightStorage.AS_STORED, **kwargs):
+    model = meta_model()  # float32: the base precision everything not quantized is loaded in
+    return load_weights(model, open_checkpoint(path), storage, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +90,7 @@ def load(path, storage=WeightStorage.AS_STORED, base=torch.float32, **kwargs):
     ],
 )
 def test_a_float32_file_in_every_storage(tmp_path, original, x, storage, bound, layer_type):
-    path = write_safetensors(tmp_path / "dit.safetensors", original.state_dict(), "model.diffusion_model.")
+    path = write_safetensors(original.state_dict(), tmp_path / "dit.safetensors", "model.diffusion_model.")
     model = load(path, storage)
     assert type(model.double_blocks[0].img_attn_qkv) is layer_type
     assert type(model.final_layer.linear) is nn.Linear  # base precision
@@ -101,7 +100,7 @@ def test_a_float32_file_in_every_storage(tmp_path, original, x, storage, bound, 
 
 def test_a_bf16_file_loads_with_bf16_rounding_only(tmp_path, original, x):
     state = {key: value.bfloat16() for key, value in original.state_dict().items()}
-    model = load(write_safetensors(tmp_path / "bf16.safetensors", state))
+    model = load(write_safetensors(state, tmp_path / "bf16.safetensors"))
     with torch.no_grad():
         assert relative_error(model(x), original(x)) < BOUNDS["bf16"]
 
@@ -115,7 +114,7 @@ def test_tencent_fp8_with_its_map(tmp_path, original, x):
     torch.save({"module": state}, tmp_path / "dit_fp8.pt")
     torch.save(scales, tmp_path / "dit_fp8_map.pt")
     model = meta_model()
-    load_weights(model, with_scale_map(open_checkpoint(tmp_path / "dit_fp8.pt")), "as_stored", torch.float32)
+    load_weights(model, with_scale_map(open_checkpoint(tmp_path / "dit_fp8.pt")))
     assert model.double_blocks[0].img_attn_qkv.scale is not None
     with torch.no_grad():
         assert relative_error(model(x), original(x)) < BOUNDS["fp8"]
@@ -140,7 +139,7 @@ def test_keys_that_do_not_fit_are_listed(tmp_path, original):
     state = dict(original.state_dict())
     state["double_blocks.0.extra.weight"] = torch.zeros(3)
     del state["final_layer.linear.bias"]
-    path = write_safetensors(tmp_path / "odd.safetensors", state)
+    path = write_safetensors(state, tmp_path / "odd.safetensors")
     with pytest.raises(
         CheckpointError,
         match=r"1 unexpected keys, first: \['double_blocks.0.extra.weight'\]; 1 missing keys, first: \['final_layer.linear.bias'\]",
@@ -149,7 +148,7 @@ def test_keys_that_do_not_fit_are_listed(tmp_path, original):
 
 
 def test_progress_is_reported_and_can_cancel(tmp_path, original):
-    path = write_safetensors(tmp_path / "dit.safetensors", original.state_dict())
+    path = write_safetensors(original.state_dict(), tmp_path / "dit.safetensors")
     seen = []
     load(path, progress=lambda done, total: seen.append((done, total)))
     total = len(original.state_dict())
@@ -163,13 +162,13 @@ def test_progress_is_reported_and_can_cancel(tmp_path, original):
 
 
 def test_a_device_moves_each_tensor_as_it_loads(tmp_path, original):
-    path = write_safetensors(tmp_path / "dit.safetensors", original.state_dict())
+    path = write_safetensors(original.state_dict(), tmp_path / "dit.safetensors")
     model = load(path, "fp8_e4m3fn_scaled", device="cpu")
     assert model.double_blocks[0].img_attn_qkv.weight.dtype == torch.float8_e4m3fn
     assert all(not t.is_meta for t in model.state_dict().values())
 
 
 def test_the_fast_path_is_checked_against_the_device_before_loading(tmp_path, original):
-    path = write_safetensors(tmp_path / "dit.safetensors", original.state_dict())
+    path = write_safetensors(original.state_dict(), tmp_path / "dit.safetensors")
     with pytest.raises(RuntimeError, match="fp8_e4m3fn_fast is not available: FP8 matmuls .* not on mps"):
         load(path, "fp8_e4m3fn_fast", device="mps")

@@ -3,7 +3,8 @@
 :func:`open_checkpoint` picks a reader from the file's contents. Every reader lists keys with
 shapes and storage types before reading data (:meth:`CheckpointReader.infos`) and hands out
 tensors as :class:`~..quant.StoredWeight` views of the memory-mapped file (:meth:`~CheckpointReader.load`).
-:func:`load_weights` fills a model built on ``meta`` from a reader, tensor by tensor.
+:func:`load_weights` fills a model built on ``meta`` from a reader (or a state dict), tensor by
+tensor, after :func:`check_shapes` compared keys and shapes.
 Errors are :class:`CheckpointError` subclasses whose messages name the file and the failing part.
 """
 
@@ -24,9 +25,9 @@ from .fp8_map import (
     with_scale_map,
 )
 from .gguf_file import GGUFReader
-from .load_weights import check_keys, load_weights
+from .load_weights import check_shapes, load_weights
 from .open_file import open_checkpoint, sniff_format
-from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, CheckpointReader, StateDictReader, TensorInfo, drop_file_pages, find_prefix
 from .safetensors_file import SafetensorsReader
 from .torch_file import TorchReader
 
@@ -40,12 +41,13 @@ __all__ = [
     "GGUFReader",
     "MissingScaleMapError",
     "SafetensorsReader",
+    "StateDictReader",
     "ScaleMappedReader",
     "TensorInfo",
     "TorchReader",
     "UnsafeCheckpointError",
     "WrongModelError",
-    "check_keys",
+    "check_shapes",
     "drop_file_pages",
     "find_prefix",
     "find_scale_map",

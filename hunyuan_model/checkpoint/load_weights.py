@@ -1,14 +1,15 @@
-"""Filling a model built on ``meta`` from a reader, one tensor at a time.
+"""Filling a model built on ``meta`` from a reader or a state dict, one tensor at a time.
 
-This is the loop under a loader: every key is read, converted to its storage (quantizable Linear
-weights per :class:`~..quant.WeightStorage`, everything else dense in the base precision), moved
-to its device, and the file pages behind it released once they are no longer referenced. At no
-point does a second full copy of the model exist.
+This is the one loading loop of the pack's DiT: every key is read, converted to its storage
+(quantizable Linear weights per :class:`~..quant.WeightStorage`, everything else dense in the
+model's own dtype), moved to its device, and the file pages behind it released once they are no
+longer referenced. At no point does a second full copy of the model exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,48 +23,68 @@ from ..quant import (
     swap_linears,
 )
 from .errors import CheckpointError
-from .reader import CheckpointReader
+from .reader import CheckpointReader, StateDictReader
 
 _SHOWN = 5
 
 
-def check_keys(model: nn.Module, reader: CheckpointReader) -> None:
-    """Raise :class:`CheckpointError` listing the first unexpected and missing keys when they differ."""
-    expected, found = list(model.state_dict()), reader.keys()
-    unexpected = [key for key in found if key not in set(expected)]
-    missing = [key for key in expected if key not in set(found)]
-    if unexpected or missing:
-        parts = []
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, first: {unexpected[:_SHOWN]}")
-        if missing:
-            parts.append(f"{len(missing)} missing keys, first: {missing[:_SHOWN]}")
-        raise CheckpointError(f"{reader.describe()} does not match the model's keys: {'; '.join(parts)}.")
+def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], source: str = "the state dict") -> None:
+    """Raise :class:`CheckpointError` unless ``found`` has exactly the keys of ``expected``, shapes included.
+
+    Both map keys to tensors (real or ``meta``), shapes or :class:`~.reader.TensorInfo`. The
+    message names ``source`` and lists the first unexpected, missing and mis-shaped keys.
+    """
+    want, have = _shapes(expected), _shapes(found)
+    unexpected = [key for key in have if key not in want]
+    missing = [key for key in want if key not in have]
+    mis_shaped = [key for key in have if key in want and have[key] != want[key]]
+    if not (unexpected or missing or mis_shaped):
+        return
+    parts = []
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, first: {unexpected[:_SHOWN]}")
+    if missing:
+        parts.append(f"{len(missing)} missing keys, first: {missing[:_SHOWN]}")
+    if mis_shaped:
+        shown = "; ".join(f"{k} is {list(have[k])}, expected {list(want[k])}" for k in mis_shaped[:_SHOWN])
+        parts.append(f"{len(mis_shaped)} keys with the wrong shape: {shown}")
+    raise CheckpointError(
+        f"{source} does not fit the model ({len(want)} tensors expected, {len(have)} found): {'; '.join(parts)}."
+    )
+
+
+def _shapes(mapping: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(int(d) for d in (v.shape if hasattr(v, "shape") else v)) for key, v in mapping.items()}
 
 
 def load_weights(
     model: nn.Module,
-    reader: CheckpointReader,
-    storage: WeightStorage | str,
-    base_dtype: torch.dtype,
+    source: CheckpointReader | Mapping[str, torch.Tensor],
+    storage: WeightStorage | str = WeightStorage.AS_STORED,
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Load every tensor of ``reader`` into ``model`` (built on ``meta``, Tencent key names).
+) -> nn.Module:
+    """Load every tensor of ``source`` (a reader or a state dict, Tencent keys) into ``model``; returns it.
 
-    Quantizable Linear weights (:func:`~..quant.keeps_base_precision`) get their storage module;
-    all else is assigned dense in ``base_dtype``. With ``device`` each tensor moves there as soon
-    as it is converted (a CUDA load never holds the model in RAM); without it, as-stored tensors
-    stay views of the memory-mapped file. ``progress(done, total)`` is called after each key (it
-    may raise to cancel). Keys are checked first (:func:`check_keys`), and ``fp8_e4m3fn_fast``
-    against the device (:func:`~..quant.require_scaled_mm`); afterwards nothing is left on ``meta``.
+    ``model`` is typically built on ``meta`` in its base precision: that dtype is what every
+    tensor other than a quantizable Linear weight (:func:`~..quant.keeps_base_precision`) is cast
+    to, and what float Linear weights stored ``as_stored`` keep. Quantizable Linear weights get the
+    storage module ``storage`` asks for. With ``device`` each tensor moves there as soon as it is
+    converted (a CUDA load never holds the model in RAM); without it, tensors already in the right
+    form stay views of the memory-mapped file (or of the state dict: no copy). ``progress(done,
+    total)`` is called after each key (it may raise to cancel). Keys and shapes are checked before
+    anything is read (:func:`check_shapes`), ``fp8_e4m3fn_fast`` against the device
+    (:func:`~..quant.require_scaled_mm`); afterwards nothing is left on ``meta``.
     """
+    reader = source if isinstance(source, CheckpointReader) else StateDictReader(source)
     if WeightStorage(storage) is WeightStorage.FP8_E4M3FN_FAST:
         require_scaled_mm(device or "cpu")
-    check_keys(model, reader)
+    placeholders = model.state_dict(keep_vars=True)
+    check_shapes(placeholders, reader.infos(), reader.describe())
     keys = reader.keys()
     for done, key in enumerate(keys, 1):
         stored = reader.load(key)
+        base_dtype = placeholders[key].dtype
         if keeps_base_precision(key):
             result = stored.dense(base_dtype, device)
             assign_tensor(model, key, result)
@@ -81,6 +102,7 @@ def load_weights(
     left = meta_tensors(model)
     if left:
         raise CheckpointError(f"{reader.describe()} left {len(left)} tensors unloaded, first: {left[:_SHOWN]}.")
+    return model
 
 
 def _move_loaded(module: nn.Module, device: torch.device | str) -> None:

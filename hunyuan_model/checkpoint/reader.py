@@ -98,6 +98,31 @@ class CheckpointReader(ABC):
         return KeyError(f"{self.describe()} has no tensor '{key}'")
 
 
+class StateDictReader(CheckpointReader):
+    """Tensors already in memory (a state dict), read through the same interface as a file."""
+
+    container = "state dict"
+
+    def __init__(self, state_dict: Mapping[str, torch.Tensor], name: str = "in memory") -> None:
+        self.path, self.prefix, self.notes, self.metadata = Path(name), "", [], {}
+        self._tensors = dict(state_dict)
+        self._infos = {
+            key: TensorInfo(tuple(value.shape), str(value.dtype).removeprefix("torch."))
+            for key, value in self._tensors.items()
+        }
+
+    def infos(self) -> Mapping[str, TensorInfo]:
+        return self._infos
+
+    def load(self, key: str) -> StoredWeight:
+        if key not in self._tensors:
+            raise self.missing_key(key)
+        return StoredWeight.plain(self._tensors[key])
+
+    def describe(self) -> str:
+        return f"the state dict '{self.path.name}'"
+
+
 _PAGE = mmap.PAGESIZE
 # Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,
 # where a copy-on-write view is charged against the commit limit in full (a 25 GB model would need

@@ -87,13 +87,15 @@ class DiTConfig:
 
         ``shapes`` maps each key to a tensor (real or ``meta``), a ``torch.Size`` or a tuple, so a
         loader can infer the model from a file header without reading any data. Raises ``ValueError``
-        listing the unexpected, missing and mis-shaped keys when the set fits no DiT.
+        listing the unexpected, missing and mis-shaped keys when the set fits no DiT
+        (:func:`hunyuan_model.checkpoint.check_shapes`).
         """
-        from .weights import check_shapes
+        from ..checkpoint import check_shapes
+        from .weights import expected_shapes
 
         shapes = {key: _shape(value) for key, value in shapes.items()}
         config = _infer(shapes)
-        check_shapes(config, shapes)
+        check_shapes(expected_shapes(config), shapes)
         return config
 
 

@@ -2,7 +2,7 @@
 
 The module tree mirrors Tencent's (``img_in``, ``txt_in``, ``time_in``, ``vector_in``, ``guidance_in``,
 ``double_blocks.N``, ``single_blocks.N``, ``final_layer``), so the released checkpoint loads with
-``strict=True`` and no renaming (see :func:`.weights.load_weights`).
+no renaming (see :func:`.loading.load_transformer`).
 """
 
 from __future__ import annotations
