@@ -1,16 +1,12 @@
 """Peak memory and time of loading a >= 2 GB checkpoint in each file format and weight storage.
 
-Writes synthetic HunyuanVideo-shaped checkpoints (Tencent keys at full width 3072; all top-level
-modules plus ``--double``/``--single`` blocks), then loads each in a fresh subprocess and prints
-the peak RSS the load added, divided by the file size, and the load time. Targets (issue 4): at
-most 1.25 for as-stored loads, at most 0.75 of the bf16 file for FP8 storage from a bf16 file.
-
-Until ``load_transformer`` exists, the load is the weight-format layer's own path, as the loader
-will drive it: open by contents, attach a scale map when the FP8 weights need one, build a stand-in
-module tree on ``meta`` (the DiT's Linear names), fill it with ``checkpoint.load_weights`` (each
-quantizable Linear swapped for its storage module one layer at a time, source pages released,
-everything else in base precision), then read every byte once (what a forward pass or a copy to
-the GPU does to memory-mapped weights).
+Writes synthetic HunyuanVideo checkpoints (the released widths, 3072 hidden; all top-level modules
+plus ``--double``/``--single`` blocks) in the real layouts (``hunyuan_model.dit.tiny`` writers;
+GGUF files get random valid blocks, since gguf-py cannot quantize to K types), then loads each with
+``load_transformer`` in a fresh subprocess, reads every weight byte once (what a forward pass or a
+copy to the GPU does to memory-mapped weights) and prints the peak RSS the load added divided by
+the file size, and the load time. Targets (issue 4): at most 1.25 for as-stored loads, at most
+0.75 of the bf16 file for FP8 storage from a bf16 file.
 
     python3 bench/load.py [--dir /tmp/hv_load_bench] [--double 2 --single 2] [--keep]
 """
@@ -31,55 +27,14 @@ import psutil
 import torch
 from common import import_pack
 
-HIDDEN, MLP, TEXT, CLIP, FREQ, OUT = 3072, 12288, 4096, 768, 256, 64
-
-
-def linear(shapes: dict, name: str, out_features: int, in_features: int) -> None:
-    shapes[f"{name}.weight"] = (out_features, in_features)
-    shapes[f"{name}.bias"] = (out_features,)
-
-
-def tencent_shapes(double: int, single: int) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of a HunyuanVideo DiT (spec section 1.6) with the given block counts."""
-    shapes: dict[str, tuple[int, ...]] = {"img_in.proj.weight": (HIDDEN, 16, 1, 2, 2), "img_in.proj.bias": (HIDDEN,)}
-    linear(shapes, "txt_in.input_embedder", HIDDEN, TEXT)
-    for mlp in ("txt_in.t_embedder.mlp", "time_in.mlp", "guidance_in.mlp"):
-        linear(shapes, f"{mlp}.0", HIDDEN, FREQ)
-        linear(shapes, f"{mlp}.2", HIDDEN, HIDDEN)
-    linear(shapes, "txt_in.c_embedder.linear_1", HIDDEN, TEXT)
-    linear(shapes, "txt_in.c_embedder.linear_2", HIDDEN, HIDDEN)
-    for i in range(2):
-        block = f"txt_in.individual_token_refiner.blocks.{i}"
-        shapes[f"{block}.norm1.weight"] = shapes[f"{block}.norm1.bias"] = (HIDDEN,)
-        shapes[f"{block}.norm2.weight"] = shapes[f"{block}.norm2.bias"] = (HIDDEN,)
-        linear(shapes, f"{block}.self_attn_qkv", 3 * HIDDEN, HIDDEN)
-        linear(shapes, f"{block}.self_attn_proj", HIDDEN, HIDDEN)
-        linear(shapes, f"{block}.mlp.fc1", MLP, HIDDEN)
-        linear(shapes, f"{block}.mlp.fc2", HIDDEN, MLP)
-        linear(shapes, f"{block}.adaLN_modulation.1", 2 * HIDDEN, HIDDEN)
-    linear(shapes, "vector_in.in_layer", HIDDEN, CLIP)
-    linear(shapes, "vector_in.out_layer", HIDDEN, HIDDEN)
-    for i in range(double):
-        for stream in ("img", "txt"):
-            prefix = f"double_blocks.{i}.{stream}"
-            linear(shapes, f"{prefix}_mod.linear", 6 * HIDDEN, HIDDEN)
-            linear(shapes, f"{prefix}_attn_qkv", 3 * HIDDEN, HIDDEN)
-            shapes[f"{prefix}_attn_q_norm.weight"] = shapes[f"{prefix}_attn_k_norm.weight"] = (128,)
-            linear(shapes, f"{prefix}_attn_proj", HIDDEN, HIDDEN)
-            linear(shapes, f"{prefix}_mlp.fc1", MLP, HIDDEN)
-            linear(shapes, f"{prefix}_mlp.fc2", HIDDEN, MLP)
-    for i in range(single):
-        linear(shapes, f"single_blocks.{i}.linear1", 3 * HIDDEN + MLP, HIDDEN)
-        linear(shapes, f"single_blocks.{i}.linear2", HIDDEN, HIDDEN + MLP)
-        shapes[f"single_blocks.{i}.q_norm.weight"] = shapes[f"single_blocks.{i}.k_norm.weight"] = (128,)
-        linear(shapes, f"single_blocks.{i}.modulation.linear", 3 * HIDDEN, HIDDEN)
-    linear(shapes, "final_layer.linear", OUT, HIDDEN)
-    linear(shapes, "final_layer.adaLN_modulation.1", 2 * HIDDEN, HIDDEN)
-    return shapes
-
-
 # ---------------------------------------------------------------------------------------------
 # Writing the checkpoints
+
+
+def released_shapes(double: int, single: int) -> dict[str, tuple[int, ...]]:
+    from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, expected_shapes
+
+    return expected_shapes(DiTConfig(double_blocks=double, single_blocks=single))
 
 
 def bf16_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
@@ -88,30 +43,20 @@ def bf16_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 
 def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
-    from safetensors.torch import save_file
-
-    from hunyuanvideo_pack.hunyuan_model.quant import keeps_base_precision, quantize_fp8_scaled
+    from hunyuanvideo_pack.hunyuan_model.dit import tiny
 
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = tencent_shapes(double, single)
-    files = {name: folder / name for name in ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors")}
-    files |= {"q8_0.gguf": folder / "q8_0.gguf", "q4_k.gguf": folder / "q4_k.gguf"}
+    names = ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors", "q8_0.gguf", "q4_k.gguf")
+    files = {name: folder / name for name in names}
     if all(path.exists() for path in files.values()):
         return files
+    shapes = released_shapes(double, single)
     state = bf16_state(shapes)
-    save_file(state, str(files["bf16.safetensors"]))
-    torch.save({"module": state}, files["bf16.pt"])
-    fp8, scales, comfy = dict(state), {}, {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
-    for key in shapes:
-        if not keeps_base_precision(key):
-            weight8, scale = quantize_fp8_scaled(state[key])
-            fp8[key] = comfy[key] = weight8
-            scales[key.removesuffix(".weight")] = scale.reshape(1)
-            comfy[key.replace(".weight", ".scale_weight")] = scale
-    torch.save({"module": fp8}, files["fp8.pt"])
-    torch.save(scales, folder / "fp8_map.pt")
-    save_file({**state, **comfy}, str(files["scaled_fp8.safetensors"]))
-    del state, fp8, comfy
+    tiny.write_safetensors(state, files["bf16.safetensors"])
+    tiny.write_tencent_pt(state, files["bf16.pt"])
+    tiny.write_fp8_release(state, files["fp8.pt"])
+    tiny.write_scaled_fp8(state, files["scaled_fp8.safetensors"])
+    del state
     for qtype in ("Q8_0", "Q4_K"):
         write_gguf(files[f"{qtype.lower()}.gguf"], shapes, qtype)
     return files
@@ -144,49 +89,10 @@ def write_gguf(path: Path, shapes: dict[str, tuple[int, ...]], qtype: str) -> No
 # Loading (child process)
 
 
-def stand_in_model(infos) -> torch.nn.Module:
-    """A module tree on meta with an ``nn.Linear`` for every ``<name>.weight`` 2-D key (the DiT's names)."""
-    from torch import nn
-
-    root = nn.Module()
-    with torch.device("meta"):
-        for key, info in infos.items():
-            *path, leaf = key.split(".")
-            module = root
-            for part in path[:-1] if _is_linear(infos, key) else path:
-                if not hasattr(module, part):
-                    module.add_module(part, nn.Module())
-                module = getattr(module, part)
-            if _is_linear(infos, key):
-                if leaf == "weight":
-                    out_features, in_features = info.shape
-                    bias = f"{key.removesuffix('.weight')}.bias" in infos
-                    module.add_module(path[-1], nn.Linear(in_features, out_features, bias=bias))
-            else:
-                module.register_parameter(leaf, nn.Parameter(torch.empty(info.shape), requires_grad=False))
-    return root
-
-
-def _is_linear(infos, key: str) -> bool:
-    name = key.rsplit(".", 1)[0]
-    weight = infos.get(f"{name}.weight")
-    return weight is not None and len(weight.shape) == 2
-
-
 def load(path: Path, storage: str) -> torch.nn.Module:
-    from hunyuanvideo_pack.hunyuan_model.checkpoint import (
-        load_weights,
-        needs_scale_map,
-        open_checkpoint,
-        with_scale_map,
-    )
+    from hunyuanvideo_pack.hunyuan_model.dit import load_transformer
 
-    reader = open_checkpoint(path)
-    if needs_scale_map(reader):
-        reader = with_scale_map(reader)
-    model = stand_in_model(reader.infos())
-    load_weights(model, reader, storage, torch.bfloat16)
-    return model
+    return load_transformer(path, storage=storage)
 
 
 def touch(model: torch.nn.Module) -> int:

@@ -21,15 +21,22 @@ def state():
     return tiny.release_state_dict(tiny.random_transformer(seed=5))
 
 
-@pytest.fixture
-def models(models_dir, state):
-    """A models folder holding the files users arrive with."""
-    unet, diffusion = models_dir / "unet", models_dir / "diffusion_models"
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, state):
+    """A models folder holding the files users arrive with, configured as the standalone models folder."""
+    root = tmp_path_factory.mktemp("comfy") / "models"
+    for folders in comfy_env.MODEL_FOLDERS.values():
+        for folder in folders:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+    unet, diffusion = root / "unet", root / "diffusion_models"
     tiny.write_safetensors(state, diffusion / "hunyuan_video_t2v_720p_bf16.safetensors", "model.diffusion_model.")
     tiny.write_fp8_release(state, diffusion / "tencent" / "mp_rank_00_model_states_fp8.pt")
     tiny.write_gguf(state, unet / "hunyuan-video-t2v-720p-Q4_0.gguf", "Q4_0")
     tiny.write_diffusers(state, diffusion / "HunyuanVideo-diffusers")
-    return models_dir
+    previous = dict(comfy_env._standalone)
+    comfy_env.configure(models_dir=root, output_dir=root.parent / "output")
+    yield root
+    comfy_env._standalone.update(previous)
 
 
 def test_the_lists_show_every_format_and_the_scale_maps(models):
@@ -82,13 +89,17 @@ def test_main_device_makes_room_for_the_weights_first(models, monkeypatch):
     assert asked == [(module_bytes(handle.model), comfy_env.compute_device())]
 
 
-def test_scale_maps_are_found_or_chosen_and_missing_ones_refused(models):
+def test_scale_maps_are_found_or_chosen_and_missing_ones_refused(models, state):
     fp8 = "tencent/mp_rank_00_model_states_fp8.pt"
     (handle,) = NODE.load(fp8, **DEFAULTS, scale_map="tencent/mp_rank_00_model_states_fp8_map.pt")
     assert "scale map 'mp_rank_00_model_states_fp8_map.pt'" in handle.description
-    (models / "diffusion_models" / "tencent" / "mp_rank_00_model_states_fp8_map.pt").unlink()
-    with pytest.raises(MissingScaleMapError, match="mp_rank_00_model_states_fp8_map.pt"):
-        NODE.load(fp8, **DEFAULTS)
+    weights, map_path = tiny.write_fp8_release(state, models / "unet" / "model_fp8.pt")
+    map_path.unlink()
+    try:
+        with pytest.raises(MissingScaleMapError, match="model_fp8_map.pt"):
+            NODE.load("model_fp8.pt", **DEFAULTS)
+    finally:
+        weights.unlink()
 
 
 def test_wrong_choices_are_refused_before_loading(models, monkeypatch):

@@ -8,6 +8,7 @@ tensor, after :func:`check_shapes` compared keys and shapes.
 Errors are :class:`CheckpointError` subclasses whose messages name the file and the failing part.
 """
 
+from ..host_memory import drop_file_pages
 from .diffusers import ConvertedReader, DiffusersReader, key_group, transformer_folder
 from .errors import (
     CheckpointError,
@@ -27,7 +28,7 @@ from .fp8_map import (
 from .gguf_file import GGUFReader
 from .load_weights import check_shapes, load_weights
 from .open_file import open_checkpoint, sniff_format
-from .reader import DIT_PREFIXES, CheckpointReader, StateDictReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, CheckpointReader, StateDictReader, TensorInfo, find_prefix
 from .safetensors_file import SafetensorsReader
 from .torch_file import TorchReader
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from ..host_memory import drop_file_pages
 from ..quant import GGMLType, StoredWeight, UnsupportedQuantTypeError
 from ..quant.ggml_types import SUPPORTED_NAMES
 from .errors import CorruptCheckpointError, WrongModelError
-from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, find_prefix
 
 HUNYUAN_VIDEO_ARCHITECTURE = "hyvid"
 GGUF_MAGIC = b"GGUF"

@@ -9,11 +9,7 @@ with its logical shape and storage type (so a loader can infer the model config 
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import mmap
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,34 +119,7 @@ class StateDictReader(CheckpointReader):
         return f"the state dict '{self.path.name}'"
 
 
-_PAGE = mmap.PAGESIZE
 # Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,
 # where a copy-on-write view is charged against the commit limit in full (a 25 GB model would need
 # 25 GB of page file): there the mapping is read-only (tensors must not be written in place).
 PRIVATE_MAPPING = os.name != "nt"
-
-
-def drop_file_pages(tensor: torch.Tensor) -> None:
-    """Let the kernel drop the resident pages of a tensor viewing a private, read-only file mapping.
-
-    The data stays valid: touching it again reads it back from the file. Only whole pages inside
-    the tensor are dropped (neighbours may still be in use). Linux only; elsewhere a no-op.
-    Never call this on a tensor that lives in anonymous memory: its pages would come back as zeros.
-    """
-    if not sys.platform.startswith("linux") or tensor.numel() == 0:
-        return
-    start = tensor.data_ptr()
-    first = -(-start // _PAGE) * _PAGE
-    last = (start + tensor.numel() * tensor.element_size()) // _PAGE * _PAGE
-    if last > first:
-        _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
-
-
-_MADV_DONTNEED = 4
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    return libc

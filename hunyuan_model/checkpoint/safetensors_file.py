@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
+from ..host_memory import drop_file_pages
 from ..quant import StoredWeight
 from .errors import CorruptCheckpointError
-from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo, find_prefix
 
 DTYPES = {
     "BF16": torch.bfloat16,

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ..host_memory import drop_file_pages
 from ..quant import StoredWeight
 from .errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
-from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, drop_file_pages, find_prefix
+from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, find_prefix
 
 WRAPPER_KEYS = ("module", "state_dict", "model")
 ZIP_MAGIC = b"PK\x03\x04"

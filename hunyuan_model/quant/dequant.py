@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..host_memory import empty_huge
 from .ggml_types import BLOCK_LAYOUTS, GGMLType, ggml_type
 
 _FLOAT_VIEWS = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
@@ -32,9 +33,10 @@ def dequantize(
             f"({layout.type_size} bytes per {layout.block_size} weights)."
         )
     if qtype in _FLOAT_VIEWS:
-        return raw.view(_FLOAT_VIEWS[qtype]).reshape(shape).to(dtype)
+        stored = raw.view(_FLOAT_VIEWS[qtype]).reshape(shape)
+        return stored if stored.dtype == dtype else empty_huge(stored.shape, dtype, stored.device).copy_(stored)
     blocks = raw.reshape(-1, layout.type_size)
-    out = torch.empty(blocks.shape[0], layout.block_size, dtype=dtype, device=blocks.device)
+    out = empty_huge((blocks.shape[0], layout.block_size), dtype, blocks.device)
     _run_in_chunks(_KERNELS[qtype], blocks, out)
     return out.reshape(shape)
 
@@ -61,7 +63,7 @@ def _run_in_chunks(
             out[start : start + step].copy_(scratch[: part.shape[0]])
 
 
-_CPU_CHUNK_WEIGHTS = 1 << 19
+_CPU_CHUNK_WEIGHTS = 1 << 20
 _GPU_CHUNK_WEIGHTS = 1 << 24
 
 
@@ -106,8 +108,8 @@ _BIT_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
 def _signed(q: torch.Tensor, offset: int) -> torch.Tensor:
-    """Unsigned codes below 128 minus ``offset``, as int8 (ggml's zero point)."""
-    return q.view(torch.int8) - offset
+    """Unsigned codes below 128 minus ``offset``, as int8 (ggml's zero point); ``q`` is a fresh buffer, reused."""
+    return q.view(torch.int8).sub_(offset)
 
 
 # Kernels write float32 ``out [n, block_size]``: the integer codes are converted into ``out``
@@ -127,12 +129,12 @@ def _q4_1(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def _q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
-    q = _fields(blocks[:, 6:], 4, 16) | (_u32_bits(blocks[:, 2:6]) << 4)
+    q = _fields(blocks[:, 6:], 4, 16).bitwise_or_(_u32_bits(blocks[:, 2:6]).bitwise_left_shift_(4))
     out.copy_(_signed(q, 16)).mul_(_half(blocks, 0))
 
 
 def _q5_1(blocks: torch.Tensor, out: torch.Tensor) -> None:
-    q = _fields(blocks[:, 8:], 4, 16) | (_u32_bits(blocks[:, 4:8]) << 4)
+    q = _fields(blocks[:, 8:], 4, 16).bitwise_or_(_u32_bits(blocks[:, 4:8]).bitwise_left_shift_(4))
     out.copy_(q).mul_(_half(blocks, 0)).add_(_half(blocks, 2))
 
 
@@ -154,8 +156,8 @@ def _q3_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     six_bit = _fields(packed[:, :8], 4, 8) | (high_bits << 4)
     scale = (_half(blocks, 108) * _signed(six_bit, 32).float()).unsqueeze(-1)
     # A clear hmask bit subtracts 4 (ggml stores the complement).
-    minus_four = (_fields(blocks[:, :32], 1, 32) ^ 1) << 2
-    out.copy_(_fields(blocks[:, 32:96], 2, 32).view(torch.int8) - minus_four.view(torch.int8))
+    minus_four = _fields(blocks[:, :32], 1, 32).bitwise_xor_(1).bitwise_left_shift_(2)
+    out.copy_(_fields(blocks[:, 32:96], 2, 32).view(torch.int8).sub_(minus_four.view(torch.int8)))
     out.view(n, 16, 16).mul_(scale)
 
 
@@ -195,7 +197,7 @@ def _q4_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 def _q5_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     # d | dmin | scales[12] | qh[32] | qs[128]
-    q = _fields(blocks[:, 48:], 4, 32) | (_fields(blocks[:, 16:48], 1, 32) << 4)
+    q = _fields(blocks[:, 48:], 4, 32).bitwise_or_(_fields(blocks[:, 16:48], 1, 32).bitwise_left_shift_(4))
     _k_affine(blocks, q, out)
 
 
@@ -203,7 +205,7 @@ def _q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     # ql[128] | qh[64] | scales[16] (int8) | d
     n = blocks.shape[0]
     scale = (_half(blocks, 208) * blocks[:, 192:208].view(torch.int8).float()).unsqueeze(-1)
-    q = _fields(blocks[:, :128], 4, 64) | (_fields(blocks[:, 128:192], 2, 32) << 4)
+    q = _fields(blocks[:, :128], 4, 64).bitwise_or_(_fields(blocks[:, 128:192], 2, 32).bitwise_left_shift_(4))
     out.copy_(_signed(q, 32))
     out.view(n, 16, 16).mul_(scale)
 
