@@ -46,8 +46,8 @@ def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
     from hunyuanvideo_pack.hunyuan_model.dit import tiny
 
     folder.mkdir(parents=True, exist_ok=True)
-    names = ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors", "q8_0.gguf", "q4_k.gguf")
-    files = {name: folder / name for name in names}
+    names = ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors", "fp8_e4m3fn.safetensors")
+    files = {name: folder / name for name in (*names, "diffusers", "q8_0.gguf", "q4_k.gguf")}
     if all(path.exists() for path in files.values()):
         return files
     shapes = released_shapes(double, single)
@@ -56,6 +56,8 @@ def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
     tiny.write_tencent_pt(state, files["bf16.pt"])
     tiny.write_fp8_release(state, files["fp8.pt"])
     tiny.write_scaled_fp8(state, files["scaled_fp8.safetensors"])
+    tiny.write_fp8_cast(state, files["fp8_e4m3fn.safetensors"])
+    tiny.write_diffusers(state, files["diffusers"], shards=2)
     del state
     for qtype in ("Q8_0", "Q4_K"):
         write_gguf(files[f"{qtype.lower()}.gguf"], shapes, qtype)
@@ -139,9 +141,17 @@ CASES = [  # (file, weight storage, target peak / file size, size the target ref
     ("bf16.pt", "fp8_e4m3fn_scaled", 0.75, "bf16.pt"),
     ("fp8.pt", "as_stored", 1.25, "fp8.pt"),
     ("scaled_fp8.safetensors", "as_stored", 1.25, "scaled_fp8.safetensors"),
+    ("fp8_e4m3fn.safetensors", "as_stored", 1.25, "fp8_e4m3fn.safetensors"),
+    ("diffusers", "as_stored", 1.25, "diffusers"),
+    ("diffusers", "fp8_e4m3fn_scaled", 0.75, "diffusers"),
     ("q8_0.gguf", "as_stored", 1.25, "q8_0.gguf"),
     ("q4_k.gguf", "as_stored", 1.25, "q4_k.gguf"),
 ]
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (a diffusers model)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def main() -> None:
@@ -173,7 +183,7 @@ def main() -> None:
             )  # fmt: skip
             figures = json.loads(result.stdout.strip().splitlines()[-1])
             added = figures["peak"] - figures["baseline"]
-            size = files[reference].stat().st_size
+            size = file_size(files[reference])
             print(
                 f"{name:24s} {storage:18s} {size / 1e9:8.2f} {figures['model'] / 1e9:9.2f} {added / 1e9:9.2f} "
                 f"{added / size:10.2f} {'<= ' + str(target):>7s} {added / figures['model']:11.2f} {figures['seconds']:7.1f}"

@@ -154,18 +154,20 @@ class ConvertedReader(CheckpointReader):
         name = self._group_of.get(key)
         if name is None:
             raise self.missing_key(key)
-        if self._cached is None or self._cached[0] != name:
+        if self._cached is None or self._cached[0] != name or key not in self._cached[1]:
             self._cached = (name, self._convert_group(self._sources[name], meta=False))
-            self._released: set[str] = set()
         return StoredWeight.plain(self._cached[1][key])
 
     def release(self, key: str) -> None:
-        """Once every output of the current group is released, release its sources in ``reader``."""
+        """Drop the converted tensor ``key``; after the group's last one, release its sources in ``reader``.
+
+        Sources go last: outputs that are views of them (renames) read them until then.
+        """
         if self._cached is None or self._group_of.get(key) != self._cached[0]:
             return
-        self._released.add(key)
         name, outputs = self._cached
-        if self._released >= outputs.keys():
+        outputs.pop(key, None)
+        if not outputs:
             self._cached = None
             for source in self._sources[name]:
                 self._reader.release(source)

@@ -86,17 +86,14 @@ def load_weights(
         stored = reader.load(key)
         base_dtype = placeholders[key].dtype
         if keeps_base_precision(key):
-            result = stored.dense(base_dtype, device)
-            assign_tensor(model, key, result)
+            assign_tensor(model, key, stored.dense(base_dtype, device))
         else:
             name = key.removesuffix(".weight")
             swap_linears(model, {name: stored}, storage, base_dtype)
-            layer = model.get_submodule(name)
             if device is not None:
-                _move_loaded(layer, device)
-            result = layer.weight
-        if not _shares_memory(result, stored.data):
-            reader.release(key)
+                _move_loaded(model.get_submodule(name), device)
+        # Pages of a file view the model keeps are only unmapped: touching them maps them back.
+        reader.release(key)
         if progress is not None:
             progress(done, len(keys))
     left = meta_tensors(model)
@@ -110,7 +107,3 @@ def _move_loaded(module: nn.Module, device: torch.device | str) -> None:
     for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
         if not tensor.is_meta:
             assign_tensor(module, name, tensor.to(device))
-
-
-def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()

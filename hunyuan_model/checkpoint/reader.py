@@ -4,7 +4,7 @@ A reader opens a file without reading its tensors: :meth:`CheckpointReader.infos
 with its logical shape and storage type (so a loader can infer the model config and build it on
 ``meta`` first), :meth:`CheckpointReader.load` gives one tensor as a
 :class:`~..quant.StoredWeight`, usually a view of the memory-mapped file, and
-:meth:`CheckpointReader.release` lets the kernel drop that tensor's pages once it was converted.
+:meth:`CheckpointReader.release` lets the kernel drop that tensor's pages once the loader is done with it.
 """
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ class CheckpointReader(ABC):
         """The tensor ``key`` as stored, usually a zero-copy view of the file."""
 
     def release(self, key: str) -> None:  # noqa: B027 - optional; most readers have nothing to drop
-        """Tell the reader the tensor from :meth:`load` is no longer needed (it was converted)."""
+        """The loader is done with the tensor from :meth:`load`; its file pages may go.
+
+        A view the model keeps stays valid: its pages come back from the file when touched.
+        """
 
     def keys(self) -> list[str]:
         return list(self.infos())
