@@ -20,6 +20,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .sampling import SamplerSettings, flow_sigmas, sample, seeded_noise
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
 from .video_file import VIDEO_FORMATS, write_video
@@ -44,4 +45,8 @@ __all__ = [
     "load_text_encoder",
     "load_embeds",
     "save_embeds",
+    "SamplerSettings",
+    "flow_sigmas",
+    "sample",
+    "seeded_noise",
 ]

@@ -3,9 +3,9 @@
 Each node module lists its classes in ``NODES``; a class's name is its node id.
 """
 
-from . import latent, text, video
+from . import latent, sampling, text, video
 
-_MODULES = (latent, text, video)
+_MODULES = (latent, text, sampling, video)
 
 NODE_CLASSES = [cls for module in _MODULES for cls in module.NODES]
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
