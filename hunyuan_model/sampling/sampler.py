@@ -25,7 +25,7 @@ from .velocity import GuidedVelocity
 ACTIVATION_WIDTHS = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a tensor field has no single truth value to compare by
 class SamplerSettings:
     """How to sample. ``sigmas`` (custom noise levels, steps + 1 values from at most 1 down towards 0)
     replace the schedule made from ``steps``, ``shift`` and ``denoise``. ``guidance`` is the embedded
