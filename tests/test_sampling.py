@@ -345,6 +345,14 @@ def test_same_seed_is_bit_identical_and_another_seed_differs(distilled, prompt):
     assert relative_error(run(12), first) > 0.1
 
 
+def test_a_shared_prompt_makes_video_i_of_a_batch_the_video_of_seed_plus_i(distilled, prompt):
+    settings = SamplerSettings(steps=2)
+    batch = sample(make_handle(distilled), TextEmbeds(prompt), torch.zeros(2, *LATENT_SHAPE[1:]), 30, settings)
+    for i in range(2):
+        alone = sample(make_handle(distilled), TextEmbeds(prompt), torch.zeros(LATENT_SHAPE), 30 + i, settings)
+        assert relative_error(batch[i : i + 1], alone) < 1e-6
+
+
 class Stop(Exception):
     pass
 

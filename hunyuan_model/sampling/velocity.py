@@ -25,13 +25,19 @@ class PromptBatch:
 
     @classmethod
     def of(cls, prompt: PromptEmbeds, batch: int, device: torch.device) -> PromptBatch:
-        """``prompt`` for ``batch`` videos: one prompt is shared by all, otherwise one prompt per video."""
+        """``prompt`` for ``batch`` videos: one prompt is shared by all, otherwise one prompt per video.
+
+        A shared prompt loses its padding here, so a batch of videos needs no attention mask.
+        """
         count = prompt.text_states.shape[0]
         if count not in (1, batch):
             raise ValueError(
                 f"the embeds hold {count} prompts but the latent holds {batch} videos: use one prompt, "
                 f"or exactly one per video."
             )
+        if count == 1:
+            real = prompt.text_mask[0] != 0
+            prompt = PromptEmbeds(prompt.text_states[:, real], prompt.text_mask[:, real], prompt.pooled)
         prompt = prompt.to(device)
         return cls(
             text_states=prompt.text_states.expand(batch, -1, -1),
