@@ -24,6 +24,7 @@ from .latent import (
     video_frames,
 )
 from .quant import WeightStorage, keeps_base_precision
+from .sampling import SamplerSettings, flow_sigmas, sample, seeded_noise
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
 from .vae import CausalVideoVAE, Tiling, VAEConfig, VAEOutOfMemoryError, auto_tiling, load_vae
@@ -66,4 +67,8 @@ __all__ = [
     "vae_encode",
     "video_frames",
     "write_video",
+    "SamplerSettings",
+    "flow_sigmas",
+    "sample",
+    "seeded_noise",
 ]

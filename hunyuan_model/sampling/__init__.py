@@ -1,0 +1,24 @@
+"""Flow-matching sampling: the shifted sigma schedule, seeded noise and the Euler loop over the DiT."""
+
+from .euler import StepCallback, euler_sample
+from .noise import add_noise, seeded_noise
+from .sampler import SamplerSettings, activation_bytes, check_inputs, sample
+from .schedule import check_sigmas, flow_sigmas, shift_sigmas, timesteps
+from .velocity import GuidedVelocity, PromptBatch
+
+__all__ = [
+    "GuidedVelocity",
+    "PromptBatch",
+    "SamplerSettings",
+    "StepCallback",
+    "activation_bytes",
+    "add_noise",
+    "check_inputs",
+    "check_sigmas",
+    "euler_sample",
+    "flow_sigmas",
+    "sample",
+    "seeded_noise",
+    "shift_sigmas",
+    "timesteps",
+]

@@ -1,0 +1,149 @@
+"""Text-to-video and video-to-video sampling: inputs checked, noise seeded, the Euler loop run through a handle.
+
+Latents come in and go out as **raw VAE latents** (what ComfyUI's LATENT holds); the DiT works in
+model space, ``raw * VAE_SCALING_FACTOR``. The conversion happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..conditioning import TextEmbeds
+from ..dit.config import DiTConfig
+from ..handle import TransformerHandle
+from ..latent import VAE_SCALING_FACTOR
+from .euler import StepCallback, euler_sample
+from .noise import add_noise, seeded_noise
+from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
+from .velocity import GuidedVelocity
+
+# Peak activations of one forward, in hidden-size rows per token of the compute dtype: measured about
+# 12 with the CPU's attention kernel; the margin covers other kernels' temporaries.
+ACTIVATION_WIDTHS = 16
+
+
+@dataclass(frozen=True, eq=False)  # a tensor field has no single truth value to compare by
+class SamplerSettings:
+    """How to sample. ``sigmas`` (custom noise levels, steps + 1 values from at most 1 down towards 0)
+    replace the schedule made from ``steps``, ``shift`` and ``denoise``. ``guidance`` is the embedded
+    guidance scale of distilled models (ignored by models without a guidance embedding)."""
+
+    steps: int = 30
+    shift: float = 7.0
+    guidance: float = 6.0
+    denoise: float = 1.0
+    sigmas: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        check_schedule_settings(self.steps, self.shift, self.denoise)
+        if not self.guidance >= 0:
+            raise ValueError(f"embedded guidance must be 0 or more (6.0 is the default), got {self.guidance}.")
+        if self.sigmas is not None:
+            object.__setattr__(self, "sigmas", check_sigmas(self.sigmas))
+
+    def schedule(self) -> torch.Tensor:
+        """The float32 sigmas the loop steps through (one step between neighbours)."""
+        return self.sigmas if self.sigmas is not None else flow_sigmas(self.steps, self.shift, self.denoise)
+
+
+def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Tensor) -> DiTConfig:
+    """Refuse, before any work, inputs the model cannot use; returns the model's config."""
+    config = _loaded_config(handle)
+    if not isinstance(embeds, TextEmbeds):
+        raise TypeError(f"embeds must be TextEmbeds (from HunyuanVideo Text Encode), got {type(embeds).__name__}.")
+    prompts = [("prompt", embeds.positive)] + ([("negative prompt", embeds.negative)] if embeds.uses_cfg else [])
+    for name, prompt in prompts:
+        if prompt.text_dim != config.text_dim or prompt.pooled_dim != config.pooled_dim:
+            raise ValueError(
+                f"the {name} was encoded into {prompt.text_dim}-wide LLM states and a {prompt.pooled_dim}-wide "
+                f"CLIP vector, but this model expects {config.text_dim} and {config.pooled_dim}. Encode it with "
+                "HunyuanVideo's text encoders (LLaVA-Llama-3-8B + CLIP-L) for this model."
+            )
+    if not isinstance(latent, torch.Tensor) or latent.ndim != 5 or latent.shape[1] != config.in_channels:
+        found = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+        raise ValueError(
+            f"the latent must be a video latent [batch, {config.in_channels}, frames, height, width], got {found}. "
+            "Use HunyuanVideo Empty Latent (or EmptyHunyuanLatentVideo), or a video encoded with HunyuanVideo's VAE; "
+            "image latents of other models (4 or 16 channels without a frame axis) do not fit."
+        )
+    _, _, t, h, w = latent.shape
+    if any(size % p for size, p in zip((t, h, w), config.patch_size)):
+        raise ValueError(
+            f"the latent's (frames, height, width) {(t, h, w)} must divide by the DiT's patch {config.patch_size}: "
+            "make the video's width and height multiples of 16 pixels."
+        )
+    if not torch.isfinite(latent).all():
+        raise ValueError("the latent contains NaN or infinity; re-encode the input video.")
+    for name, prompt in prompts:
+        if prompt.text_states.shape[0] not in (1, latent.shape[0]):
+            raise ValueError(
+                f"the {name} embeds hold {prompt.text_states.shape[0]} prompts but the latent holds "
+                f"{latent.shape[0]} videos: use one prompt for all, or exactly one per video."
+            )
+    return config
+
+
+def _loaded_config(handle: TransformerHandle) -> DiTConfig:
+    if not isinstance(handle, TransformerHandle):
+        raise TypeError(
+            f"model must be a loaded HunyuanVideo DiT (from HunyuanVideo Model Loader), got {type(handle).__name__}."
+        )
+    tensors = [*handle.model.parameters(), *handle.model.buffers()]
+    empty = sum(t.is_meta for t in tensors)
+    if empty:
+        raise ValueError(
+            f"the model {handle.description or ''} did not finish loading: {empty} of {len(tensors)} weights hold "
+            "no data. Run the model loader again and check its error."
+        )
+    return handle.model.config
+
+
+def sample(
+    handle: TransformerHandle,
+    embeds: TextEmbeds,
+    latent: torch.Tensor,
+    seed: int,
+    settings: SamplerSettings | None = None,
+    *,
+    batch_index: Sequence[int] | None = None,
+    batch_cfg: bool = True,
+    offload_after: bool = False,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
+
+    The run starts at ``sigma_0 * noise + (1 - sigma_0) * latent`` in model space: pure noise for
+    text-to-video (denoise 1.0, the latent only gives the shape), part of the latent otherwise. Noise
+    follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
+    only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
+    ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
+    prompts in one forward.
+    """
+    settings = settings or SamplerSettings()
+    check_inputs(handle, embeds, latent)
+    sigmas = settings.schedule()
+    noise = seeded_noise(latent.shape, seed, batch_index)
+    with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
+        device = handle.compute_device
+        clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
+        x = add_noise(clean, noise.to(device), sigmas[0])
+        del clean
+        velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
+        x = euler_sample(velocity, x, sigmas, on_step)
+    return (x / VAE_SCALING_FACTOR).cpu()
+
+
+def activation_bytes(
+    config: DiTConfig, latent_shape: Sequence[int], text_tokens: int, forward_batch: int, dtype: torch.dtype
+) -> int:
+    """A generous estimate of the memory one DiT forward needs beyond its weights, for asking the host
+    to make room: ``forward_batch`` videos (twice the batch for batched CFG) of ``latent_shape``."""
+    _, _, t, h, w = latent_shape
+    pt, ph, pw = config.patch_size
+    tokens = (t // pt) * (h // ph) * (w // pw) + text_tokens
+    itemsize = torch.finfo(dtype).bits // 8
+    latents = 4 * forward_batch * config.in_channels * t * h * w * 4  # float32 x, x0, v and the update
+    return forward_batch * tokens * config.hidden_size * itemsize * ACTIVATION_WIDTHS + latents

@@ -1,0 +1,232 @@
+"""The sampler node: a HunyuanVideo DiT, encoded prompts and a video latent in, the denoised latent out."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..hunyuan_model.conditioning import TextEmbeds
+from ..hunyuan_model.dit.config import DiTConfig
+from ..hunyuan_model.handle import TransformerHandle
+from ..hunyuan_model.sampling import SamplerSettings, activation_bytes, check_inputs, sample
+from . import comfy_env
+from .types import EMBEDS, MODEL
+
+log = logging.getLogger("HunyuanVideo")
+
+CATEGORY = "HunyuanVideo/sampling"
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+class HunyuanVideoSampler:
+    DISPLAY_NAME = "HunyuanVideo Sampler"
+    DESCRIPTION = (
+        "Generates a video latent with HunyuanVideo's flow-matching Euler sampler: from pure noise for "
+        "text-to-video (denoise 1.0), or from an encoded video for video-to-video (denoise below 1). The "
+        "progress bar shows a preview of the first frame; cancelling stops within one step."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = (
+        "The denoised video as raw VAE latents (the form ComfyUI's LATENT holds), for a HunyuanVideo VAE decoder.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "The HunyuanVideo DiT, from HunyuanVideo Model Loader."}),
+                "embeds": (
+                    EMBEDS,
+                    {
+                        "tooltip": "The prompt from HunyuanVideo Text Encode (or Load Text Embeds); it also "
+                        "carries the negative prompt and cfg_scale used for true CFG."
+                    },
+                ),
+                "latent": (
+                    "LATENT",
+                    {
+                        "tooltip": "The video size: HunyuanVideo Empty Latent (or ComfyUI's EmptyHunyuanLatentVideo) "
+                        "for text-to-video, or an encoded video with denoise below 1 for video-to-video."
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": MAX_SEED,
+                        "control_after_generate": True,
+                        "tooltip": "The noise seed; the same seed gives the same video on any GPU or the CPU. "
+                        "In a batch, video i uses seed + i, so any of them can be made again alone.",
+                    },
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 30,
+                        "min": 1,
+                        "max": 1000,
+                        "tooltip": "Denoising steps, one DiT pass each (two with true CFG). 30 is a good balance; "
+                        "Tencent uses 50.",
+                    },
+                ),
+                "shift": (
+                    "FLOAT",
+                    {
+                        "default": 7.0,
+                        "min": 0.01,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "tooltip": "Flow shift: how much of the schedule is spent at high noise, where layout and "
+                        "motion form. 7.0 is Tencent's value at every resolution; lower (2-5) can suit small videos.",
+                    },
+                ),
+                "embedded_guidance": (
+                    "FLOAT",
+                    {
+                        "default": 6.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "tooltip": "The guidance the released model was distilled with (one pass per step): higher "
+                        "follows the prompt more closely. 6.0 is Tencent's default. Ignored by models without it.",
+                    },
+                ),
+                "denoise": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.01,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "1.0 = start from pure noise (text-to-video). Below 1 keeps part of the input latent, "
+                        "more the lower it is (video-to-video): the last `steps` steps of a schedule of "
+                        "steps / denoise steps run.",
+                    },
+                ),
+                "offload_model": (
+                    "BOOLEAN",
+                    {
+                        "default": True,
+                        "tooltip": "Move the DiT off the GPU when sampling ends (or is cancelled), freeing its memory "
+                        "for the VAE decode. Off keeps it there for a faster next run.",
+                    },
+                ),
+            },
+            "optional": {
+                "sigmas": (
+                    "SIGMAS",
+                    {
+                        "tooltip": "Custom noise levels from a ComfyUI scheduler node (values from 1 down to 0); "
+                        "when connected they replace steps, shift and denoise."
+                    },
+                ),
+            },
+        }
+
+    def sample(
+        self,
+        model: TransformerHandle,
+        embeds: TextEmbeds,
+        latent: dict,
+        seed: int,
+        steps: int,
+        shift: float,
+        embedded_guidance: float,
+        denoise: float,
+        offload_model: bool,
+        sigmas: torch.Tensor | None = None,
+    ):
+        samples = _latent_samples(latent)
+        settings = SamplerSettings(steps=steps, shift=shift, guidance=embedded_guidance, denoise=denoise, sigmas=sigmas)
+        config = check_inputs(model, embeds, samples)
+        _explain_settings(settings, samples)
+        batch_cfg = _make_room(model, embeds, config, tuple(samples.shape))
+        total = len(settings.schedule()) - 1
+        with comfy_env.Progress(total, "HunyuanVideo sampling") as progress:
+            try:
+                result = sample(
+                    model,
+                    embeds,
+                    samples,
+                    seed,
+                    settings,
+                    batch_index=latent.get("batch_index"),
+                    batch_cfg=batch_cfg,
+                    offload_after=offload_model,
+                    on_step=lambda done, _, x0: progress.update(done, x0[:1]),
+                )
+            except torch.cuda.OutOfMemoryError as error:
+                raise RuntimeError(_out_of_memory_advice(samples.shape, embeds)) from error
+        return ({**latent, "samples": result},)
+
+
+def _latent_samples(latent: dict) -> torch.Tensor:
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise ValueError(f"latent must be a LATENT (a dict with 'samples'), got {type(latent).__name__}.")
+    if latent.get("noise_mask") is not None:
+        raise ValueError(
+            "this LATENT carries a noise_mask (from SetLatentNoiseMask or an image-to-video node): the HunyuanVideo "
+            "sampler does not do masked (inpainting) sampling. Remove the mask node, or sample with ComfyUI's "
+            "native HunyuanVideo model and KSampler."
+        )
+    return latent["samples"]
+
+
+def _explain_settings(settings: SamplerSettings, samples: torch.Tensor) -> None:
+    if settings.sigmas is not None:
+        log.info(
+            "HunyuanVideo: %d custom sigmas connected; steps, shift and denoise are not used", len(settings.sigmas)
+        )
+    elif settings.denoise < 1.0 and not samples.any():
+        log.warning(
+            "HunyuanVideo: denoise %.2f with an empty (all-zero) latent gives a washed-out video; use 1.0 for "
+            "text-to-video, or connect an encoded video.",
+            settings.denoise,
+        )
+
+
+def _make_room(handle: TransformerHandle, embeds: TextEmbeds, config: DiTConfig, shape: tuple[int, ...]) -> bool:
+    """Ask the host to free memory for the weights still to arrive and one step's activations; returns
+    whether true CFG's two prompts fit in one batched forward."""
+    device = handle.compute_device
+    weights = handle.placement.device_bytes(handle.model, shape) - _resident_bytes(handle.model, device)
+    tokens = max(p.text_states.shape[1] for p in (embeds.positive, embeds.negative) if p is not None)
+    dtype = handle.model.compute_dtype
+    forward_batch = shape[0] * (2 if embeds.uses_cfg else 1)
+    needed = max(weights, 0) + activation_bytes(config, shape, tokens, forward_batch, dtype)
+    comfy_env.make_room(needed, device)
+    if not embeds.uses_cfg:
+        return False
+    batched = comfy_env.free_memory(device) >= needed
+    if not batched:
+        log.info("HunyuanVideo: too little free memory to batch CFG; running the two prompts one after the other")
+    return batched
+
+
+def _resident_bytes(model: torch.nn.Module, device: torch.device) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors if _same_device(t.device, device))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+def _out_of_memory_advice(shape: torch.Size, embeds: TextEmbeds) -> str:
+    b, _, t, h, w = shape
+    cfg = (
+        " True CFG doubles the memory per step: set cfg_scale to 1.0 in the text encoder node."
+        if embeds.uses_cfg
+        else ""
+    )
+    return (
+        f"the GPU ran out of memory sampling {b} video(s) of {(t - 1) * 4 + 1} frames at {w * 8}x{h * 8}. Use fewer "
+        f"frames or a smaller size, enable block swap, or load the model in FP8.{cfg}"
+    )
+
+
+NODES = [HunyuanVideoSampler]
