@@ -2,7 +2,8 @@
 
 The DiT loader asks :func:`other_model` before anything else: a VAE, a text encoder, a LoRA or
 another model family picked in the model loader is named, with the loader it belongs to.
-:func:`is_diffusers_dit` tells diffusers' HunyuanVideo keys from Tencent's. Keys are looked at
+:func:`is_scale_map` spots Tencent's FP8 scale map picked as the model, and :func:`is_diffusers_dit`
+tells diffusers' HunyuanVideo keys from Tencent's. Keys are looked at
 without regard to their prefix (``model.``, ``vae.``, ``transformer.``...).
 """
 
@@ -14,11 +15,12 @@ from collections.abc import Iterable, Mapping
 from ..checkpoint import TensorInfo
 from ..quant import keeps_base_precision
 
+_LORA_FRAGMENTS = ("lora_A.", "lora_B.", "lora_up.", "lora_down.", ".lora.", "lora_unet_", ".hada_w1", ".lokr_w1")
 # (key fragments, what the file is, what to do with it); the first row with a matching key wins.
 # LoRAs come first: their keys carry the names of the model they change.
 _OTHER_MODELS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
-        ("lora_A.", "lora_B.", "lora_up.", "lora_down.", ".lora.", "lora_unet_", ".hada_w1", ".lokr_w1"),
+        _LORA_FRAGMENTS,
         "a LoRA (a set of changes to a model, not a model)",
         "pick the HunyuanVideo transformer itself here",
     ),
@@ -66,10 +68,10 @@ _TENCENT_MARKER = "img_in.proj.weight"
 def other_model(keys: Iterable[str]) -> tuple[str, str] | None:
     """``(what the file is, what to do)`` when ``keys`` belong to a model other than HunyuanVideo's DiT.
 
-    A file with the DiT's own keys (Tencent's or diffusers') is never reported, whatever else it holds.
+    A file with the DiT's own keys (Tencent's or diffusers') is never reported, unless it is a LoRA for it.
     """
     keys = list(keys)
-    is_lora = any(fragment in key for key in keys for fragment in _OTHER_MODELS[0][0])
+    is_lora = any(fragment in key for key in keys for fragment in _LORA_FRAGMENTS)
     if not is_lora and (any(key.endswith(_TENCENT_MARKER) for key in keys) or is_diffusers_dit(keys)):
         return None
     for fragments, what, advice in _OTHER_MODELS:

@@ -49,7 +49,7 @@ log = logging.getLogger("HunyuanVideo")
 Progress = Callable[[int, int], None]
 
 _QUANTIZED_GGUF = {t.name for t in GGMLType if t not in FLOAT_TYPES}
-_UNSCALED_FP8 = {str(dtype).removeprefix("torch.") for dtype in FP8_DTYPES}
+_FP8_NAMES = {str(dtype).removeprefix("torch.") for dtype in FP8_DTYPES}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class TransformerFile:
             elif stored in _QUANTIZED_GGUF:
                 layout = BLOCK_LAYOUTS[GGMLType[stored]]
                 total += numel // layout.block_size * layout.type_size
-            elif stored in _UNSCALED_FP8 or storage is not WeightStorage.AS_STORED:
+            elif stored in _FP8_NAMES or storage is not WeightStorage.AS_STORED:
                 total += numel
             else:
                 total += numel * base_dtype.itemsize
@@ -191,7 +191,7 @@ def _converted(reader: CheckpointReader) -> CheckpointReader:
 
 def _require_unscaled_fp8(reader: CheckpointReader, scale_map: Path) -> None:
     found = {info.storage for info in reader.infos().values()}
-    if not found & _UNSCALED_FP8:
+    if not found & _FP8_NAMES:  # scaled weights show as 'float8_e4m3fn scaled'
         raise CheckpointError(
             f"scale map '{scale_map.name}' was given, but {reader.describe()} holds no FP8 weights that need one "
             f"(its weights are {', '.join(sorted(found))}). A scale map belongs only with Tencent's '*_fp8.pt' "
