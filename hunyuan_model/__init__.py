@@ -13,6 +13,7 @@ from .dit import (
     load_weights,
     tencent_to_diffusers,
 )
+from .handle import TransformerHandle, WholeModel
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -21,6 +22,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .offload import BlockSwap, plan_block_swap
 from .quant import WeightStorage, keeps_base_precision
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
@@ -31,6 +33,7 @@ from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "BlockSwap",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
     "VIDEO_FORMATS",
@@ -40,9 +43,11 @@ __all__ = [
     "HunyuanTextEncoder",
     "HunyuanVideoTransformer",
     "Tiling",
+    "TransformerHandle",
     "VAEConfig",
     "VAEOutOfMemoryError",
     "VideoGeometry",
+    "WholeModel",
     "WeightStorage",
     "auto_tiling",
     "diffusers_to_tencent",
@@ -55,6 +60,7 @@ __all__ = [
     "load_vae",
     "load_weights",
     "open_checkpoint",
+    "plan_block_swap",
     "save_embeds",
     "tencent_to_diffusers",
     "vae_decode",
