@@ -3,9 +3,9 @@
 Each node module lists its classes in ``NODES``; a class's name is its node id.
 """
 
-from . import latent, text, vae, video
+from . import block_swap, latent, text, vae, video
 
-_MODULES = (latent, text, vae, video)
+_MODULES = (latent, text, vae, video, block_swap)
 
 NODE_CLASSES = [cls for module in _MODULES for cls in module.NODES]
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
