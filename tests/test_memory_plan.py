@@ -206,17 +206,16 @@ def test_the_model_matches_the_allocators_peak_on_the_cpu(monkeypatch, storage):
     text = torch.randn(1, 16, config.text_dim)
     pooled = torch.randn(1, config.pooled_dim)
     sizes = ModelSizes.of(model)
-    for shape in ((1, 16, 4, 32, 64),):  # 2048 video tokens: fixed costs below 1%
-        latents = torch.randn(shape)
-        with _PeakHeap():  # first runs allocate for good: this grid's RoPE tables, dispatch caches
-            model(latents, torch.tensor([500.0]), text, None, pooled, 6.0)
-        heap = _PeakHeap()
-        before = heap.used()
-        with heap:
-            model(latents, torch.tensor([500.0]), text, None, pooled, 6.0)
-        measured = heap.peak - before
-        # A bare forward with its RoPE tables already cached: no tables, no sampler latents.
-        video_tokens = shape[2] * shape[3] * shape[4] // 4
-        cached = video_tokens * config.head_dim * 4 + memory_plan.LATENT_COPIES * latents.nbytes
-        expected = activation_bytes(sizes, Workload(shape, text_tokens=16)) - cached
-        assert 0.95 < measured / expected < 1.05, (shape, measured, expected)
+    shape = (1, 16, 4, 32, 64)  # 2048 video tokens: fixed costs stay below 1%
+    latents = torch.randn(shape)
+    with _PeakHeap():  # first runs allocate for good: this grid's RoPE tables, dispatch caches
+        model(latents, torch.tensor([500.0]), text, None, pooled, 6.0)
+    heap = _PeakHeap()
+    before = heap.used()
+    with heap:
+        model(latents, torch.tensor([500.0]), text, None, pooled, 6.0)
+    measured = heap.peak - before
+    # A bare forward with its RoPE tables already cached: no tables, no sampler latents.
+    cached = 2048 * config.head_dim * 4 + memory_plan.LATENT_COPIES * latents.nbytes
+    expected = activation_bytes(sizes, Workload(shape, text_tokens=16)) - cached
+    assert 0.98 < measured / expected < 1.02, (measured, expected)  # measured: 1.001 (bf16 and FP8 weights)
