@@ -15,6 +15,7 @@ from .dit import (
     open_transformer,
     tencent_to_diffusers,
 )
+from .identify import ModelKind, identify
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -42,6 +43,7 @@ __all__ = [
     "DiTConfig",
     "HunyuanTextEncoder",
     "HunyuanVideoTransformer",
+    "ModelKind",
     "Tiling",
     "TransformerFile",
     "VAEConfig",
@@ -52,6 +54,7 @@ __all__ = [
     "diffusers_to_tencent",
     "empty_latent",
     "installed_backends",
+    "identify",
     "keeps_base_precision",
     "latent_frames",
     "load_embeds",
