@@ -16,6 +16,7 @@ from .dit import (
     tencent_to_diffusers,
 )
 from .handle import TransformerHandle, WholeModel
+from .identify import ModelKind, identify
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -45,6 +46,7 @@ __all__ = [
     "DiTConfig",
     "HunyuanTextEncoder",
     "HunyuanVideoTransformer",
+    "ModelKind",
     "Tiling",
     "TransformerFile",
     "TransformerHandle",
@@ -57,6 +59,7 @@ __all__ = [
     "diffusers_to_tencent",
     "empty_latent",
     "installed_backends",
+    "identify",
     "keeps_base_precision",
     "latent_frames",
     "load_embeds",

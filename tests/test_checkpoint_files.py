@@ -244,13 +244,23 @@ def test_gguf_original_shape_fields_override_the_stored_shape(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "architecture, message",
-    [("flux", "architecture 'flux', a FLUX image model"), ("llama", "load it with the text encoder loader")],
+    "architecture, found, advice",
+    [
+        ("flux", "a FLUX image model", "$"),
+        (
+            "llama",
+            "a Llama language model",
+            r" HunyuanVideo Text Encoder Loader \(HunyuanVideoTextEncoderLoader\) reads",
+        ),
+        ("mamba", "another model family", "$"),
+    ],
 )
-def test_gguf_of_another_model_family_is_refused(tmp_path, architecture, message):
+def test_gguf_of_another_model_family_is_refused(tmp_path, architecture, found, advice):
     path = write_gguf(tmp_path / "other.gguf", {"w": np.zeros((2, 32), np.float32)}, architecture=architecture)
     with pytest.raises(
-        WrongModelError, match=message + r".*needs a HunyuanVideo transformer GGUF \(architecture 'hyvid'\)"
+        WrongModelError,
+        match=rf"architecture '{architecture}', {found}.*needs a HunyuanVideo transformer GGUF \(architecture 'hyvid'\)\."
+        + advice,
     ):
         GGUFReader(path)
 

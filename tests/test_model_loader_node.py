@@ -105,7 +105,8 @@ def test_scale_maps_are_found_or_chosen_and_missing_ones_refused(models, state):
 
 def test_wrong_choices_are_refused_before_loading(models, monkeypatch):
     with pytest.raises(
-        WrongModelError, match="looks like an FP8 scale map, not a HunyuanVideo transformer: choose Tencent"
+        WrongModelError,
+        match=r"looks like an FP8 scale map .*, not a HunyuanVideo transformer: choose it as scale_map, with Tencent",
     ):
         NODE.load("tencent/mp_rank_00_model_states_fp8_map.pt", **DEFAULTS)
     monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("mps"))

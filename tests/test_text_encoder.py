@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from hunyuanvideo_pack.hunyuan_model.conditioning import PromptEmbeds, TextEmbeds
+from hunyuanvideo_pack.hunyuan_model.identify import ModelKind, identify
 from hunyuanvideo_pack.hunyuan_model.text_encoder import (
     IMAGE,
     VIDEO,
@@ -22,6 +23,7 @@ from hunyuanvideo_pack.hunyuan_model.text_encoder import (
     load_text_encoder,
     tiny,
 )
+from hunyuanvideo_pack.hunyuan_model.text_encoder.checkpoint import TensorSource
 from hunyuanvideo_pack.hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
 from hunyuanvideo_pack.hunyuan_model.text_encoder.native import embeds_from_conditioning
 from hunyuanvideo_pack.hunyuan_model.text_encoder.quant import Fp8Linear, quantize_fp8
@@ -302,8 +304,15 @@ def _fake_file(path, keys):
 @pytest.mark.parametrize(
     "keys, found",
     [
-        (["double_blocks.0.img_attn_qkv.weight", "txt_in.input_embedder.weight"], "the HunyuanVideo diffusion model"),
-        (["decoder.conv_in.conv.weight", "encoder.conv_in.conv.weight"], "a VAE; load it with the HunyuanVideo VAE"),
+        (
+            ["double_blocks.0.img_attn_qkv.weight", "txt_in.input_embedder.weight"],
+            r"a HunyuanVideo text-to-video transformer \(DiT\); load it with HunyuanVideo Model Loader "
+            r"\(HunyuanVideoModelLoader\) from models/diffusion_models",
+        ),
+        (
+            ["decoder.conv_in.conv.weight", "encoder.conv_in.conv.weight"],
+            r"a HunyuanVideo VAE; load it with HunyuanVideo VAE Loader \(HunyuanVideoVAELoader\) from models/vae",
+        ),
     ],
 )
 def test_a_dit_or_vae_chosen_as_text_encoder_is_named(tmp_path, keys, found):
@@ -315,10 +324,32 @@ def test_a_dit_or_vae_chosen_as_text_encoder_is_named(tmp_path, keys, found):
 
 
 def test_llm_and_clip_swapped_are_named(written):
-    with pytest.raises(ValueError, match="clip_l.safetensors is not an LLM text encoder: it is a CLIP text encoder"):
+    with pytest.raises(
+        ValueError,
+        match=r"clip_l.safetensors is not an LLM text encoder: it is a CLIP text encoder .*; choose it as clip\.",
+    ):
         load_llm(written["clip_comfy_file"])
-    with pytest.raises(ValueError, match="is not a CLIP text encoder: it is a Llama language model"):
+    with pytest.raises(
+        ValueError, match=r"is not a CLIP text encoder: it is a Llama language model .*; choose it as llm\."
+    ):
         load_clip(written["comfy_file"])
+
+
+def test_every_layout_is_identified_as_its_encoder(written):
+    for name, path in written.items():
+        source = TensorSource(path)
+        kind = identify({key: source.shape(key) for key in source.keys()})
+        assert kind is (ModelKind.CLIP_TEXT if name.startswith("clip_") else ModelKind.LLM), name
+
+
+def test_a_clip_layout_the_loader_does_not_read_is_named(tmp_path):
+    path = _fake_file(tmp_path / "open_clip.safetensors", ["token_embedding.weight", "transformer.resblocks.0.x"])
+    with pytest.raises(
+        ValueError,
+        match=r"not a CLIP text encoder: it is a CLIP text encoder .*, but not in a layout this loader reads "
+        r"\(2 tensors: token_embedding.weight, transformer.resblocks.0.x, ...\)",
+    ):
+        load_clip(path)
 
 
 def test_a_tokenizer_that_does_not_fit_the_model_is_refused(text_tokenizers, tiny_text_models):

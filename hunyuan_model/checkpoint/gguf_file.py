@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..host_memory import drop_file_pages
+from ..identify import GGUF_ARCHITECTURES
 from ..quant import GGMLType, StoredWeight, UnsupportedQuantTypeError
 from ..quant.ggml_types import SUPPORTED_NAMES
 from .errors import CorruptCheckpointError, WrongModelError
@@ -26,16 +27,6 @@ from .reader import DIT_PREFIXES, PRIVATE_MAPPING, CheckpointReader, TensorInfo,
 HUNYUAN_VIDEO_ARCHITECTURE = "hyvid"
 GGUF_MAGIC = b"GGUF"
 _ORIG_SHAPE = "comfy.gguf.orig_shape."
-_OTHER_ARCHITECTURES = {
-    "llama": "a Llama language model (HunyuanVideo's text encoder is one: load it with the text encoder loader)",
-    "clip": "a CLIP text encoder (load it with the text encoder loader)",
-    "flux": "a FLUX image model",
-    "wan": "a Wan video model",
-    "ltxv": "an LTX-Video model",
-    "sd1": "a Stable Diffusion 1.x model",
-    "sdxl": "a Stable Diffusion XL model",
-    "sd3": "a Stable Diffusion 3 model",
-}
 _FLOAT_VIEWS = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
 
 
@@ -55,11 +46,7 @@ class GGUFReader(CheckpointReader):
         self.metadata = {name: field.contents() for name, field in reader.fields.items() if _is_text(field)}
         self.architecture = self.metadata.get("general.architecture")
         if architecture is not None and self.architecture not in (None, architecture):
-            what = _OTHER_ARCHITECTURES.get(self.architecture, "another model family")
-            raise WrongModelError(
-                f"'{self.path.name}' is a GGUF file for architecture '{self.architecture}', {what}; "
-                f"this loader needs a HunyuanVideo transformer GGUF (architecture '{architecture}')."
-            )
+            raise WrongModelError(_other_architecture(self.path, self.architecture, architecture))
         _refuse_unsupported(self.path, reader.tensors)
         found = find_prefix([tensor.name for tensor in reader.tensors], prefixes)
         self.prefix = found.prefix
@@ -113,6 +100,17 @@ def _is_text(field) -> bool:
     import gguf
 
     return len(field.types) == 1 and field.types[0] == gguf.GGUFValueType.STRING
+
+
+def _other_architecture(path: Path, found: str, wanted: str) -> str:
+    kind = GGUF_ARCHITECTURES.get(found)
+    message = (
+        f"'{path.name}' is a GGUF file for architecture '{found}', {kind.what if kind else 'another model family'}; "
+        f"this loader needs a HunyuanVideo transformer GGUF (architecture '{wanted}')."
+    )
+    if kind is not None and kind.loader is not None:  # a model of this pack, in a format its loader does not read
+        message += f" {kind.loader} reads it from .safetensors files, not GGUF."
+    return message
 
 
 def _refuse_unsupported(path: Path, tensors) -> None:

@@ -10,13 +10,14 @@ a loader can convert a file header's shapes; an unknown key raises ``ValueError`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
 _REFINER = "txt_in.individual_token_refiner.blocks.{n}."
 _DF_REFINER = "context_embedder.token_refiner.refiner_blocks.{n}."
 _QKV = ("attn.to_q", "attn.to_k", "attn.to_v")
+_DIFFUSERS_MARKERS = ("x_embedder.proj.weight", "transformer_blocks.0.attn.add_q_proj.weight")
 
 # (Tencent module, diffusers module(s), how the tensors relate); {n} is a block index.
 _RULES: list[tuple[str, tuple[str, ...], str]] = [
@@ -77,6 +78,12 @@ def _pattern(template: str) -> re.Pattern:
 
 _TENCENT = [(_pattern(t), t, d, kind) for t, d, kind in _RULES]
 _DIFFUSERS = [(_pattern(dm), i, t, d, kind) for t, d, kind in _RULES for i, dm in enumerate(d)]
+
+
+def is_diffusers_dit(keys: Iterable[str]) -> bool:
+    """Whether ``keys`` (prefix removed) are a diffusers ``HunyuanVideoTransformer3DModel``'s."""
+    keys = set(keys)
+    return all(marker in keys for marker in _DIFFUSERS_MARKERS)
 
 
 def tencent_to_diffusers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -35,13 +35,13 @@ from ..checkpoint import (
     open_checkpoint,
     with_scale_map,
 )
+from ..identify import MODEL_LOADER, ModelKind, identify
 from ..latent import LATENT_CHANNELS
 from ..quant import GGMLType, WeightStorage, keeps_base_precision
 from ..quant.fp8 import FP8_DTYPES
 from ..quant.ggml_types import BLOCK_LAYOUTS, FLOAT_TYPES
 from .config import DiTConfig
-from .diffusers_keys import diffusers_to_tencent
-from .identify import is_diffusers_dit, is_scale_map, other_model
+from .diffusers_keys import diffusers_to_tencent, is_diffusers_dit
 from .model import HunyuanVideoTransformer
 
 log = logging.getLogger("HunyuanVideo")
@@ -167,15 +167,12 @@ def load_transformer(
 
 
 def _refuse_other_models(reader: CheckpointReader) -> None:
-    keys = reader.keys()
-    # A file whose every key started with "model." lost that prefix (text encoders save so).
-    found = other_model(keys if not reader.prefix else [reader.prefix + key for key in keys])
-    if is_scale_map(reader.infos()):
-        found = "an FP8 scale map", "choose Tencent's FP8 weights (*_fp8.pt) here and this file as the scale map"
-    if found is not None:
-        what, advice = found
+    shapes = {key: info.shape for key, info in reader.infos().items()}
+    kind = identify(shapes, reader.prefix)
+    # Image-to-video DiTs are refused once their config is known, with their channel counts.
+    if kind not in (None, ModelKind.HUNYUAN_DIT, ModelKind.HUNYUAN_DIT_I2V):
         raise WrongModelError(
-            f"{reader.describe()} looks like {what}, not a HunyuanVideo transformer: {advice}. "
+            f"{reader.describe()} looks like {kind.what}, not a HunyuanVideo transformer: {kind.advice(MODEL_LOADER)}. "
             "The model loader takes the transformer (DiT) from models/diffusion_models."
         )
 

@@ -17,30 +17,13 @@ from typing import Any
 
 import torch
 
+from ..identify import TEXT_ENCODER_LOADER, ModelKind, identify
+
 SAFETENSORS = (".safetensors", ".sft")
 PICKLES = (".bin", ".pt", ".pth")
 
 _LLM_ANCHOR = "layers.0.self_attn.q_proj.weight"
 _CLIP_ANCHOR = "encoder.layers.0.self_attn.q_proj.weight"
-
-# Keys that mark files which are not text encoders, with what the user should do instead.
-_OTHER_MODELS = (
-    (
-        ("double_blocks.0.", "txt_in.", "transformer_blocks.0.", "img_in.proj.weight"),
-        "the HunyuanVideo diffusion model (DiT)",
-        "load it with the HunyuanVideo model loader from models/diffusion_models",
-    ),
-    (
-        ("decoder.conv_in.", "encoder.conv_in.", "decoder.up_blocks.", "post_quant_conv."),
-        "a VAE",
-        "load it with the HunyuanVideo VAE loader from models/vae",
-    ),
-    (
-        ("vision_model.encoder.layers.0.",),
-        "a CLIP vision model",
-        "HunyuanVideo text-to-video needs no vision encoder",
-    ),
-)
 
 
 class TensorSource:
@@ -133,15 +116,13 @@ def clip_prefix(keys: Iterable[str]) -> str | None:
     return None
 
 
-def describe(source: TensorSource) -> str:
-    """What the checkpoint is and, when it is no text encoder, where it belongs: for error messages."""
+def describe(source: TensorSource, wanted: ModelKind) -> str:
+    """What the checkpoint is and where it belongs, for a message saying it is not the ``wanted`` encoder."""
     keys = source.keys()
-    if llm_prefix(keys) is not None:
-        return "a Llama language model (the LLM text encoder, such as llava_llama3_fp16.safetensors)"
-    if clip_prefix(keys) is not None:
-        return "a CLIP text encoder (such as clip_l.safetensors)"
-    for markers, kind, advice in _OTHER_MODELS:
-        if any(marker in key for key in keys for marker in markers):
-            return f"{kind}; {advice}"
-    shown = ", ".join(sorted(keys)[:5])
-    return f"an unknown model ({len(keys)} tensors: {shown}, ...)"
+    kind = identify({key: source.shape(key) for key in keys})
+    shown = f"{len(keys)} tensors: {', '.join(sorted(keys)[:5])}, ..."
+    if kind is None:
+        return f"an unknown model ({shown})"
+    if kind is wanted:  # some of its names, not the ones the loader starts from (cut short, OpenCLIP's layout...)
+        return f"{kind.what}, but not in a layout this loader reads ({shown})"
+    return f"{kind.what}; {kind.advice(TEXT_ENCODER_LOADER)}"

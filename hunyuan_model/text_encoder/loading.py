@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..identify import ModelKind
 from .checkpoint import TensorSource, clip_prefix, describe, llm_prefix
 from .config import ClipConfig, LlmConfig
 from .quant import FP8, dequantize_fp8, quantize_fp8, require_nf4, use_fp8_linears, use_nf4_linears
@@ -47,7 +48,7 @@ def load_llm(
     prefix = llm_prefix(source.keys())
     if prefix is None:
         raise ValueError(
-            f"{source.path.name} is not an LLM text encoder: it is {describe(source)}. "
+            f"{source.path.name} is not an LLM text encoder: it is {describe(source, ModelKind.LLM)}. "
             "Choose llava_llama3_fp16.safetensors, llava_llama3_fp8_scaled.safetensors or a "
             "llava-llama-3-8b transformers folder as the LLM."
         )
@@ -87,7 +88,7 @@ def load_clip(path: str | Path, dtype: torch.dtype = torch.float16) -> nn.Module
     prefix = clip_prefix(source.keys())
     if prefix is None:
         raise ValueError(
-            f"{source.path.name} is not a CLIP text encoder: it is {describe(source)}. "
+            f"{source.path.name} is not a CLIP text encoder: it is {describe(source, ModelKind.CLIP_TEXT)}. "
             "Choose clip_l.safetensors or an openai/clip-vit-large-patch14 folder as CLIP."
         )
     hints = source.config.get("text_config", source.config)

@@ -1,11 +1,11 @@
-"""State-dict layouts of the HunyuanVideo VAE, and recognising files that are something else.
+"""State-dict layouts of the HunyuanVideo VAE; files that are something else are named (``..identify``).
 
 This package's module names are Tencent's checkpoint keys (``pytorch_model.pt``, kijai's and
 Comfy-Org's ``hunyuan_video_vae_bf16.safetensors``), which diffusers' ``AutoencoderKLHunyuanVideo``
 uses unchanged. Also read: ComfyUI's internal layout (``decoder.up.3.block.0``, ``mid.attn_1.q``
 as 1x1x1 convs; what a VAE saved from ComfyUI holds), diffusers' pre-0.15 attention names
 (``query``/``key``/``value``/``proj_attn``), wrappers (``state_dict``, ``module``, ``model``) and
-prefixes (``vae.``, ``first_stage_model.``).
+any prefix (``vae.``, ``first_stage_model.``...).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 import torch
 
+from ..identify import VAE_LOADER, identify
 from .config import NUM_BLOCKS
 
-PREFIXES = ("", "vae.", "first_stage_model.", "model.")
 WRAPPERS = ("state_dict", "module", "model")
 _MARKER = "decoder.conv_in.conv.weight"
 
@@ -44,7 +44,7 @@ def _up(comfy_index: str) -> int:
 def canonical_state_dict(state: Mapping, source: str = "the file") -> dict[str, torch.Tensor]:
     """Weights in this package's layout, from any layout above; a clear error for anything else."""
     state = _unwrap(state)
-    prefix = next((p for p in PREFIXES if p + _MARKER in state), None)
+    prefix = next((k.removesuffix(_MARKER) for k in state if isinstance(k, str) and k.endswith(_MARKER)), None)
     if prefix is None:
         raise ValueError(_not_a_vae(state, source))
     state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -82,25 +82,11 @@ def _modern_attention_name(key: str) -> str:
 
 def _not_a_vae(state: Mapping, source: str) -> str:
     keys = [k for k in state if isinstance(k, str)]
-    found = _what_it_is(keys)
+    kind = identify({k: tuple(v.shape) for k, v in state.items() if isinstance(k, str) and hasattr(v, "shape")})
+    found = f"it is {kind.what}; {kind.advice(VAE_LOADER)}." if kind else "no VAE weights were found in it."
     sample = ", ".join(keys[:3]) or "(no tensors)"
     return (
         f"{source} is not a HunyuanVideo VAE: {found} "
         f"A HunyuanVideo VAE has keys like '{_MARKER}' (Tencent's vae/pytorch_model.pt, or "
         f"hunyuan_video_vae_bf16.safetensors from kijai or Comfy-Org); this file's first keys are: {sample}."
     )
-
-
-def _what_it_is(keys: list[str]) -> str:
-    def has(*fragments: str) -> bool:
-        return any(fragment in key for key in keys for fragment in fragments)
-
-    if has("double_blocks.", "single_blocks.", "img_in.proj", "transformer_blocks.0.attn.add_q_proj"):
-        return "it is a video transformer (DiT), e.g. HunyuanVideo's own; load it with the HunyuanVideo model loader."
-    if has("model.layers.0.", "language_model.", "layers.0.self_attn."):
-        return "it is a language model (such as the LLaVA-Llama-3 text encoder); load it with the text encoder loader."
-    if has("text_model.", "transformer.resblocks."):
-        return "it is a CLIP text encoder; load it with the text encoder loader."
-    if has("decoder.conv_in.weight", "decoder.middle.0."):
-        return "it is another model's VAE (an image VAE such as SD's or Flux's, or Wan's video VAE)."
-    return "no VAE weights were found in it."
