@@ -89,3 +89,14 @@ def module_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's parameters and buffers, in the form they are stored."""
     tensors = [*module.parameters(), *module.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def resident_bytes(module: torch.nn.Module, device: torch.device) -> int:
+    """Bytes of a module's parameters and buffers that are on ``device`` now."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors if same_device(t.device, device))
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device."""
+    return a.type == b.type and (a.index or 0) == (b.index or 0)

@@ -21,6 +21,9 @@ from typing import NamedTuple
 
 import torch
 
+from ..hunyuan_model.handle import module_bytes, resident_bytes, same_device
+from ..hunyuan_model.offload.memory_plan import device_free_bytes
+
 log = logging.getLogger("HunyuanVideo")
 
 try:
@@ -284,10 +287,7 @@ def free_memory(device: torch.device) -> int:
     """Bytes free on ``device`` now (for CUDA, including what torch has cached but not used)."""
     if IN_COMFYUI:
         return int(_mm.get_free_memory(device))
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    return _available_ram()
+    return device_free_bytes(device)
 
 
 def make_room(bytes_needed: int, device: torch.device) -> None:
@@ -309,9 +309,9 @@ def track_model(handle) -> None:
     :class:`_ResidentModel`, so that when another model needs the memory ComfyUI moves our weights to
     the offload device, as it does with its own models. Standalone runs have no one to tell.
     """
-    if not IN_COMFYUI or _same_device(handle.compute_device, handle.offload_device):
+    if not IN_COMFYUI or same_device(handle.compute_device, handle.offload_device):
         return
-    if _resident_bytes(handle.model, handle.compute_device) == 0:
+    if resident_bytes(handle.model, handle.compute_device) == 0:
         return
     resident = _resident.get(handle.model)
     if resident is None:
@@ -350,11 +350,11 @@ class _ResidentModel:
 
     def model_size(self) -> int:
         model = self.model
-        return 0 if model is None else sum(t.numel() * t.element_size() for t in _tensors(model))
+        return 0 if model is None else module_bytes(model)
 
     def loaded_size(self) -> int:
         model = self.model
-        return 0 if model is None else _resident_bytes(model, self.load_device)
+        return 0 if model is None else resident_bytes(model, self.load_device)
 
     def current_loaded_device(self) -> torch.device:
         return self.load_device if self.loaded_size() else self.offload_device
@@ -390,31 +390,6 @@ class _ResidentModel:
 
 
 _resident: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
-    return [*model.parameters(), *model.buffers()]
-
-
-def _resident_bytes(model: torch.nn.Module, device: torch.device) -> int:
-    return sum(t.numel() * t.element_size() for t in _tensors(model) if _same_device(t.device, device))
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    return a.type == b.type and (a.index or 0) == (b.index or 0)
-
-
-def _available_ram() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

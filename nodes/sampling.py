@@ -7,9 +7,9 @@ import logging
 import torch
 
 from ..hunyuan_model.conditioning import TextEmbeds
-from ..hunyuan_model.dit.config import DiTConfig
-from ..hunyuan_model.handle import TransformerHandle
-from ..hunyuan_model.sampling import SamplerSettings, activation_bytes, check_inputs, sample
+from ..hunyuan_model.handle import TransformerHandle, resident_bytes
+from ..hunyuan_model.offload.memory_plan import ModelSizes, Workload, activation_bytes, materializes_scores
+from ..hunyuan_model.sampling import SamplerSettings, check_inputs, sample
 from . import comfy_env
 from .types import EMBEDS, MODEL
 
@@ -142,9 +142,9 @@ class HunyuanVideoSampler:
     ):
         samples = _latent_samples(latent)
         settings = SamplerSettings(steps=steps, shift=shift, guidance=embedded_guidance, denoise=denoise, sigmas=sigmas)
-        config = check_inputs(model, embeds, samples)
+        check_inputs(model, embeds, samples)
         _explain_settings(settings, samples)
-        batch_cfg = _make_room(model, embeds, config, tuple(samples.shape))
+        batch_cfg = _make_room(model, embeds, tuple(samples.shape))
         total = len(settings.schedule()) - 1
         with comfy_env.Progress(total, "HunyuanVideo sampling") as progress:
             try:
@@ -189,15 +189,20 @@ def _explain_settings(settings: SamplerSettings, samples: torch.Tensor) -> None:
         )
 
 
-def _make_room(handle: TransformerHandle, embeds: TextEmbeds, config: DiTConfig, shape: tuple[int, ...]) -> bool:
+def _make_room(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, ...]) -> bool:
     """Ask the host to free memory for the weights still to arrive and one step's activations; returns
     whether true CFG's two prompts fit in one batched forward."""
     device = handle.compute_device
-    weights = handle.placement.device_bytes(handle.model, shape) - _resident_bytes(handle.model, device)
+    weights = handle.placement.device_bytes(handle.model, shape) - resident_bytes(handle.model, device)
     tokens = max(p.text_states.shape[1] for p in (embeds.positive, embeds.negative) if p is not None)
-    dtype = handle.model.compute_dtype
     forward_batch = shape[0] * (2 if embeds.uses_cfg else 1)
-    needed = max(weights, 0) + activation_bytes(config, shape, tokens, forward_batch, dtype)
+    workload = Workload(
+        (forward_batch, *shape[1:]),
+        text_tokens=tokens,
+        dtype=handle.model.compute_dtype,
+        scores=materializes_scores(handle.model.attention_backend, device),
+    )
+    needed = max(weights, 0) + activation_bytes(ModelSizes.of(handle.model), workload)
     comfy_env.make_room(needed, device)
     if not embeds.uses_cfg:
         return False
@@ -205,15 +210,6 @@ def _make_room(handle: TransformerHandle, embeds: TextEmbeds, config: DiTConfig,
     if not batched:
         log.info("HunyuanVideo: too little free memory to batch CFG; running the two prompts one after the other")
     return batched
-
-
-def _resident_bytes(model: torch.nn.Module, device: torch.device) -> int:
-    tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors if _same_device(t.device, device))
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def _out_of_memory_advice(shape: torch.Size, embeds: TextEmbeds) -> str:

@@ -2,7 +2,7 @@
 
 from .euler import StepCallback, euler_sample
 from .noise import add_noise, seeded_noise
-from .sampler import SamplerSettings, activation_bytes, check_inputs, sample
+from .sampler import SamplerSettings, check_inputs, sample
 from .schedule import check_sigmas, flow_sigmas, shift_sigmas, timesteps
 from .velocity import GuidedVelocity, PromptBatch
 
@@ -11,7 +11,6 @@ __all__ = [
     "PromptBatch",
     "SamplerSettings",
     "StepCallback",
-    "activation_bytes",
     "add_noise",
     "check_inputs",
     "check_sigmas",

@@ -20,10 +20,6 @@ from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
 from .velocity import GuidedVelocity
 
-# Peak activations of one forward, in hidden-size rows per token of the compute dtype: measured about
-# 12 with the CPU's attention kernel; the margin covers other kernels' temporaries.
-ACTIVATION_WIDTHS = 16
-
 
 @dataclass(frozen=True, eq=False)  # a tensor field has no single truth value to compare by
 class SamplerSettings:
@@ -134,16 +130,3 @@ def sample(
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
         x = euler_sample(velocity, x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
-
-
-def activation_bytes(
-    config: DiTConfig, latent_shape: Sequence[int], text_tokens: int, forward_batch: int, dtype: torch.dtype
-) -> int:
-    """A generous estimate of the memory one DiT forward needs beyond its weights, for asking the host
-    to make room: ``forward_batch`` videos (twice the batch for batched CFG) of ``latent_shape``."""
-    _, _, t, h, w = latent_shape
-    pt, ph, pw = config.patch_size
-    tokens = (t // pt) * (h // ph) * (w // pw) + text_tokens
-    itemsize = torch.finfo(dtype).bits // 8
-    latents = 4 * forward_batch * config.in_channels * t * h * w * 4  # float32 x, x0, v and the update
-    return forward_batch * tokens * config.hidden_size * itemsize * ACTIVATION_WIDTHS + latents
