@@ -104,7 +104,10 @@ class StateDictReader(CheckpointReader):
 
     def __init__(self, state_dict: Mapping[str, torch.Tensor], name: str = "in memory") -> None:
         self.path, self.prefix, self.notes, self.metadata = Path(name), "", [], {}
-        self._tensors = dict(state_dict)
+        self._set_tensors(state_dict)
+
+    def _set_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self._tensors = dict(tensors)
         self._infos = {
             key: TensorInfo(tuple(value.shape), str(value.dtype).removeprefix("torch."))
             for key, value in self._tensors.items()

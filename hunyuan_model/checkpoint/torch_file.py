@@ -11,15 +11,13 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from ..host_memory import drop_file_pages
-from ..quant import StoredWeight
 from .errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
-from .reader import DIT_PREFIXES, CheckpointReader, TensorInfo, find_prefix
+from .reader import DIT_PREFIXES, CheckpointReader, StateDictReader, find_prefix
 
 WRAPPER_KEYS = ("module", "state_dict", "model")
 ZIP_MAGIC = b"PK\x03\x04"
@@ -80,10 +78,11 @@ def unwrap_state_dict(obj: object, path: Path, load_key: str | None = None) -> t
     raise CheckpointError(f"'{path}' holds no state dict of tensors; its top-level keys are {top}.")
 
 
-class TorchReader(CheckpointReader):
+class TorchReader(StateDictReader):
     """A ``.pt``/``.pth`` file (see module doc); ``load_key`` picks a wrapper entry such as ``"ema"``."""
 
     container = "PyTorch"
+    describe = CheckpointReader.describe  # a file, not an in-memory state dict
 
     def __init__(self, path: str | Path, load_key: str | None = None, prefixes: tuple[str, ...] = DIT_PREFIXES) -> None:
         self.path = Path(path)
@@ -99,19 +98,7 @@ class TorchReader(CheckpointReader):
         if found.prefix:
             self.notes.append(f"key prefix '{found.prefix}'")
         keep = len(found.prefix)
-        self._tensors = {key[keep:]: value for key, value in tensors.items() if key.startswith(found.prefix)}
-        self._infos = {
-            key: TensorInfo(tuple(value.shape), str(value.dtype).removeprefix("torch."))
-            for key, value in self._tensors.items()
-        }
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
-
-    def load(self, key: str) -> StoredWeight:
-        if key not in self._tensors:
-            raise self.missing_key(key)
-        return StoredWeight.plain(self._tensors[key])
+        self._set_tensors({key[keep:]: value for key, value in tensors.items() if key.startswith(found.prefix)})
 
     def release(self, key: str) -> None:
         if self.memory_mapped and key in self._tensors:
