@@ -15,6 +15,7 @@ from .dit import (
     open_transformer,
     tencent_to_diffusers,
 )
+from .handle import TransformerHandle, WholeModel
 from .latent import (
     LATENT_CHANNELS,
     VAE_SCALING_FACTOR,
@@ -23,6 +24,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
+from .offload import BlockSwap, plan_block_swap
 from .quant import WeightStorage, keeps_base_precision
 from .sampling import SamplerSettings, flow_sigmas, sample, seeded_noise
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
@@ -34,6 +36,7 @@ from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "BlockSwap",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
     "VIDEO_FORMATS",
@@ -44,9 +47,11 @@ __all__ = [
     "HunyuanVideoTransformer",
     "Tiling",
     "TransformerFile",
+    "TransformerHandle",
     "VAEConfig",
     "VAEOutOfMemoryError",
     "VideoGeometry",
+    "WholeModel",
     "WeightStorage",
     "auto_tiling",
     "diffusers_to_tencent",
@@ -61,6 +66,7 @@ __all__ = [
     "load_weights",
     "open_checkpoint",
     "open_transformer",
+    "plan_block_swap",
     "save_embeds",
     "tencent_to_diffusers",
     "vae_decode",

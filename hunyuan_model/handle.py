@@ -8,7 +8,7 @@ handle's :class:`Placement` decides what that means: the whole model moves to th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,18 +66,23 @@ class TransformerHandle:
     offload_device: torch.device
     placement: Placement = field(default_factory=WholeModel)
     description: str = ""
+    after_run: Callable[[TransformerHandle], None] | None = field(default=None, repr=False, compare=False)
 
     @contextlib.contextmanager
     def running(self, latent_shape: tuple[int, ...], offload_after: bool = False) -> Iterator[HunyuanVideoTransformer]:
         """The model, runnable on :attr:`compute_device`, for the duration of the block.
 
         The placement is undone even when sampling fails or is cancelled, so the handle stays usable.
+        Then :attr:`after_run` (if set) is called with the handle: a host such as ComfyUI uses it to take
+        the weights left on the compute device into its own memory management.
         """
         self.placement.enter(self.model, self.compute_device, self.offload_device, latent_shape)
         try:
             yield self.model
         finally:
             self.placement.exit(self.model, offload_after)
+            if self.after_run is not None:
+                self.after_run(self)
 
 
 def module_bytes(module: torch.nn.Module) -> int:

@@ -2,8 +2,9 @@
 
 Inside ComfyUI this module asks ``folder_paths`` for model folders and output file names,
 ``comfy.cli_args`` whether to write metadata, ``comfy.model_management`` for devices, memory and
-cancellation, ``comfy.utils.ProgressBar`` for progress and ``latent_preview`` for sampler previews. Without ComfyUI it uses a models directory laid out with ComfyUI's folder
-names (from :func:`configure` or ``HUNYUANVIDEO_MODELS_DIR``), CUDA if present else the CPU, tqdm
+cancellation (and registers the DiT's resident weights there, :func:`track_model`),
+``comfy.utils.ProgressBar`` for progress and ``latent_preview`` for sampler previews. Without
+ComfyUI it uses a models directory laid out with ComfyUI's folder names (from :func:`configure` or ``HUNYUANVIDEO_MODELS_DIR``), CUDA if present else the CPU, tqdm
 progress bars and a process-wide cancel flag.
 """
 
@@ -14,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import NamedTuple
 
@@ -297,6 +299,109 @@ def make_room(bytes_needed: int, device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def track_model(handle) -> None:
+    """Hand the DiT weights a run left on the compute device to ComfyUI's memory management.
+
+    ``handle`` is a :class:`~..hunyuan_model.handle.TransformerHandle` (set this as its ``after_run``).
+    Inside ComfyUI its model is entered (once) in ComfyUI's list of loaded models through
+    :class:`_ResidentModel`, so that when another model needs the memory ComfyUI moves our weights to
+    the offload device, as it does with its own models. Standalone runs have no one to tell.
+    """
+    if not IN_COMFYUI or _same_device(handle.compute_device, handle.offload_device):
+        return
+    if _resident_bytes(handle.model, handle.compute_device) == 0:
+        return
+    resident = _resident.get(handle.model)
+    if resident is None:
+        resident = _resident[handle.model] = _ResidentModel(handle.model, handle.compute_device, handle.offload_device)
+    if any(loaded.model is resident for loaded in _mm.current_loaded_models):
+        return
+    try:
+        loaded = _mm.LoadedModel(resident)
+        loaded.real_model = weakref.ref(handle.model)
+        loaded.model_finalizer = weakref.finalize(handle.model, _mm.cleanup_models)
+        loaded.currently_used = False
+    except (AttributeError, TypeError) as error:
+        log.warning("HunyuanVideo: could not register the model with ComfyUI's memory management (%s)", error)
+        return
+    _mm.current_loaded_models.insert(0, loaded)
+
+
+class _ResidentModel:
+    """The part of a ComfyUI ModelPatcher that its model list uses, for our DiT.
+
+    ComfyUI calls :meth:`partially_unload` / :meth:`detach` to free memory: both move every weight on
+    the compute device to the offload device (the next run's placement brings back what it needs).
+    Loading stays with our placements, so :meth:`partially_load` moves nothing. Only weak references
+    to the model are kept: ComfyUI's list never keeps it alive.
+    """
+
+    parent = None
+
+    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device) -> None:
+        self._model = weakref.ref(model)
+        self.load_device, self.offload_device = load_device, offload_device
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        return self._model()
+
+    def model_size(self) -> int:
+        model = self.model
+        return 0 if model is None else sum(t.numel() * t.element_size() for t in _tensors(model))
+
+    def loaded_size(self) -> int:
+        model = self.model
+        return 0 if model is None else _resident_bytes(model, self.load_device)
+
+    def current_loaded_device(self) -> torch.device:
+        return self.load_device if self.loaded_size() else self.offload_device
+
+    def partially_unload(self, device_to: torch.device, memory_to_free: int = 0) -> int:
+        freed = self.loaded_size()
+        model = self.model
+        if model is not None and freed:
+            model.to(self.offload_device)
+        return freed
+
+    def detach(self, unpatch_all: bool = True) -> None:
+        self.partially_unload(self.offload_device)
+
+    def partially_load(self, device_to: torch.device, extra_memory: int = 0, force_patch_weights: bool = False) -> int:
+        return 0
+
+    def model_patches_to(self, device) -> None:
+        pass
+
+    def model_patches_models(self) -> list:
+        return []
+
+    def model_dtype(self) -> torch.dtype | None:
+        model = self.model
+        return None if model is None else getattr(model, "compute_dtype", None)
+
+    def lowvram_patch_counter(self) -> int:
+        return 0
+
+    def is_clone(self, other) -> bool:
+        return other is self
+
+
+_resident: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
+
+
+def _resident_bytes(model: torch.nn.Module, device: torch.device) -> int:
+    return sum(t.numel() * t.element_size() for t in _tensors(model) if _same_device(t.device, device))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def _available_ram() -> int:

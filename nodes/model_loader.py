@@ -124,7 +124,8 @@ class HunyuanVideoModelLoader:
         with comfy_env.Progress(len(source.reader), "Loading HunyuanVideo") as bar:
             model = source.load(storage, base_dtype, attention, device, lambda done, total: bar.update(done))
         description = f"{source.description}, weights {storage.value}, {base_precision}"
-        return (TransformerHandle(model, compute, offload, description=description),)
+        handle = TransformerHandle(model, compute, offload, description=description, after_run=comfy_env.track_model)
+        return (handle,)
 
 
 NODES = [HunyuanVideoModelLoader]

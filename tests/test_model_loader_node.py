@@ -74,6 +74,7 @@ def test_any_format_becomes_a_handle_for_the_sampler(models, name, storage, laye
     assert isinstance(handle, TransformerHandle)
     assert handle.compute_device == comfy_env.compute_device()
     assert handle.offload_device == comfy_env.offload_device()
+    assert handle.after_run is comfy_env.track_model  # ComfyUI learns what stays on its GPU after a run
     assert type(handle.model.single_blocks[1].linear2) is layer
     assert handle.model.final_layer.linear.weight.dtype == torch.bfloat16
     assert name.rsplit("/", 1)[-1].split(".")[0] in handle.description and storage in handle.description
