@@ -68,8 +68,11 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
             "hunyuan_video_t2v_720p_bf16.safetensors",
             "fp8_e4m3fn_scaled",
         )
-    elif name == "low_vram":  # kijai's FP8 file, encoders freed after use, small decode tiles
+    elif name == "low_vram":  # kijai's FP8 file swapped as needed, encoders freed after use, small decode tiles
         assert loader["model_name"] == "hunyuan_video_720_cfgdistill_fp8_e4m3fn.safetensors"
+        swap = by_type(api, "HunyuanVideoBlockSwap")
+        assert (swap["mode"], swap["model"], swap["prefetch"]) == ("auto", ["1", 0], True)
+        assert by_type(api, "HunyuanVideoSampler")["model"] == ["10", 0]
         assert text["after_encoding"] == "free" and text["llm_weights"] == "fp8_e4m3fn"
         assert (decode["tiling"], decode["tile_size"], decode["temporal_size"]) == ("manual", 256, 32)
     else:
