@@ -8,7 +8,8 @@ node needs them, so a model is freed after its last use. ComfyUI core output nod
 preview or save images (:data:`SKIPPED_CORE_OUTPUTS`) are skipped with a note; any other core
 node makes the run fail before anything starts, since only ComfyUI can run it.
 
-:func:`main` is the command line of ``run_workflow.py``.
+:func:`main` is the command line of ``run_workflow.py``. When none of the model files a workflow
+names are present, it runs a CPU demo on tiny stand-ins of them instead (:mod:`.demo_models`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Every shared workflow, in both forms, run by a real ComfyUI server on tiny stand-in models.
 
 Needs a ComfyUI checkout and the Python that runs it: set ``COMFYUI_DIR`` and ``COMFYUI_PYTHON``
-(skipped otherwise). The server part is the acceptance harness ``../shared/tools/comfy_accept.py``
-(or ``$COMFY_ACCEPT``): it links the pack into ``custom_nodes``, starts the server with the tiny
+(skipped otherwise). The server part is the acceptance harness ``shared/tools/comfy_accept.py`` beside
+the checkout or one level up (or ``$COMFY_ACCEPT``): it links the pack into ``custom_nodes``, starts the server with the tiny
 models added through ``--extra-model-paths-config``, converts the UI forms in the real frontend
 when Chromium and playwright-core are there, and queues each workflow. Each shrunken copy saves
 under its own prefix, so every video is checked: frame count and size.
@@ -25,7 +25,13 @@ from hunyuanvideo_pack.nodes.workflow_format import ui_to_api, widgets
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")
-HARNESS = Path(os.environ.get("COMFY_ACCEPT") or PACK_DIR.parent / "shared" / "tools" / "comfy_accept.py")
+HARNESS = Path(
+    os.environ.get("COMFY_ACCEPT")
+    or next(
+        (path for path in (d / "shared" / "tools" / "comfy_accept.py" for d in PACK_DIR.parents[:2]) if path.is_file()),
+        PACK_DIR.parent / "shared" / "tools" / "comfy_accept.py",
+    )
+)
 SIZE = {"width": 96, "height": 64, "frames": 9}
 STEPS = 2
 
