@@ -4,7 +4,9 @@ For tests and the headless demo, which have no 16 GB weights: the models are a f
 (:meth:`LlmConfig.tiny`, :meth:`ClipConfig.tiny`) but keep the full vocabularies, so the real
 tokenizers drive them. The tokenizers are rebuilt offline from files that PyPI packages ship:
 Llama-3's tiktoken ranks in ``llama-models`` and CLIP's BPE merges in ``open-clip-torch``
-(install both with ``--no-deps``; the Llama converter also needs ``tiktoken``).
+(install both with ``--no-deps``; the Llama converter also needs ``tiktoken``). The demo, which
+must run with the runtime requirements alone, uses byte-level stand-ins instead
+(:func:`write_byte_tokenizer`): one token per byte, plus the special tokens the templates need.
 """
 
 from __future__ import annotations
@@ -115,6 +117,41 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     config = {**special, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True, "model_max_length": 77}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    return folder
+
+
+def write_byte_tokenizer(folder: str | Path, kind: Literal["llm", "clip"]) -> Path:
+    """A stand-in tokenizer with one token per byte and the model's special tokens, for the demo.
+
+    ``llm``: Llama-3's chat tokens and LLaVA's ``<pad>``, a BOS in front, as Llama-3's tokenizer
+    does. ``clip``: ``<|startoftext|>`` and ``<|endoftext|>`` around the text, the latter with the
+    highest id, where CLIP pools. The ids fit the tiny models' full-size embeddings; the text
+    encoders read these prompts as they read real ones, but the ids mean nothing to a real model.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Tokenizer(models.BPE(vocab={unit: index for index, unit in enumerate(alphabet)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    if kind == "llm":
+        special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<pad>"}
+        added = [*_LLAMA3_SPECIAL[:10], "<pad>"]
+        single = "<|begin_of_text|> $A"
+    else:
+        special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+        added = ["<|startoftext|>", "<|endoftext|>"]
+        single = "<|startoftext|> $A <|endoftext|>"
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in added])
+    used = dict.fromkeys(token for token in special.values() if token in single)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[(token, tokenizer.token_to_id(token)) for token in used]
+    )
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {**special, "tokenizer_class": "PreTrainedTokenizerFast", "padding_side": "right"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return folder
 
 
