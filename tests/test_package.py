@@ -1,6 +1,7 @@
 """The pack as ComfyUI sees it: import, node registry, tooltips, boundaries."""
 
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,3 +112,19 @@ def test_pack_modules_use_relative_imports_only():
         and any(pattern.match(line) for line in path.read_text().splitlines())
     ]
     assert offenders == []
+
+
+def test_the_tests_run_in_a_checkout_whose_folder_name_is_not_a_python_name(tmp_path):
+    # Users clone into folders such as ComfyUI-HunyuanVideo-Desktop; pytest must still collect there.
+    checkout = tmp_path / "ComfyUI-HunyuanVideo-Desktop"
+    skip = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", ".ruff_cache", "output", "models", "docs")
+    shutil.copytree(PACK_DIR, checkout, ignore=skip)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_latent.py"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed in " in result.stdout
