@@ -395,3 +395,32 @@ def test_token_chunking_gives_the_same_result(tiny, inputs, monkeypatch):
     monkeypatch.setattr(layers, "TOKEN_CHUNK", 5)  # 48 video tokens: 10 chunks, the last one short
     monkeypatch.setattr(rope, "TOKEN_CHUNK", 5)
     torch.testing.assert_close(ours_forward(tiny, inputs), reference, rtol=0, atol=1e-6)
+
+
+def test_bf16_follows_tencents_autocast_order_and_precision(inputs):
+    """Where Tencent (bf16 weights under autocast) and diffusers (pure bf16) round differently, we round as Tencent."""
+    import torch.nn.functional as F
+
+    from hunyuanvideo_pack.hunyuan_model.dit.layers import norm_modulate
+
+    model = init_random_weights(HunyuanVideoTransformer(DiTConfig.tiny(), dtype=torch.bfloat16), seed=4)
+    seen = {}
+
+    def runner(name, module, *args):
+        out = module(*args)
+        seen[name] = args[2] if name == "double_blocks.0" else out
+        return out
+
+    with model.using_runner(runner):
+        ours_forward(model, inputs)
+    t, clip, g = seen["time_in"], seen["vector_in"], seen["guidance_in"]
+    assert torch.equal(seen["double_blocks.0"], (t + clip) + g)  # models.py:618-631; diffusers adds (t + g) + clip
+    assert not torch.equal((t + clip) + g, (t + g) + clip)
+    # Autocast runs layer_norm in float32 and modulate() on its float32 output: one rounding, at the end.
+    generator = torch.Generator().manual_seed(5)
+    x, shift, scale = (
+        torch.randn(shape, generator=generator).bfloat16() for shape in [(2, 9, 256), (2, 256), (2, 256)]
+    )
+    autocast = (F.layer_norm(x.float(), (256,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None]).bfloat16()
+    assert torch.equal(norm_modulate(x, shift, scale), autocast)
+    assert not torch.equal(autocast, F.layer_norm(x, (256,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None])

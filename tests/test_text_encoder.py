@@ -3,6 +3,7 @@ layout, FP8 storage, saved embeds, the native-conditioning bridge and the errors
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 import torch
@@ -173,6 +174,24 @@ def test_long_prompts_are_cut_at_256_tokens_with_a_warning(encoder, caplog):
 def test_prompts_are_stripped_as_in_tencents_pipeline(encoder, reference):
     embeds = encoder.encode("  " + PROMPTS[0] + "\n")
     assert torch.equal(embeds.text_states, reference.text_states[:1])
+
+
+@pytest.mark.parametrize("eos_token_id", [2, 49407])  # openai's config says 2 (legacy argmax); newer ones 49407
+def test_clip_pools_at_the_first_end_of_text_token(text_tokenizers, tiny_text_models, eos_token_id):
+    llm, clip = tiny_text_models
+    config = replace(ClipConfig.tiny(), eos_token_id=eos_token_id).to_transformers()
+    pooling = type(clip)(config).eval()
+    pooling.load_state_dict(clip.state_dict())
+    prompts = ["a photo of a cat", "", " ".join(["walking"] * 100)]  # short, empty, cut at 77 tokens
+    tokens = text_tokenizers.clip(prompts, max_length=77, padding="max_length", truncation=True, return_tensors="pt")
+    assert tokens.input_ids[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407]
+    with torch.no_grad():
+        final_norm_states = pooling(input_ids=tokens.input_ids).last_hidden_state  # final_layer_norm applied
+    eos = torch.tensor([6, 1, 76])  # the closing <|endoftext|> (padding repeats it)
+    expected = final_norm_states[torch.arange(3), eos]
+    pooled = HunyuanTextEncoder(llm, text_tokenizers.llm, pooling, text_tokenizers.clip).encode(prompts).pooled
+    assert torch.equal(pooled, expected)
+    assert (pooled[0] - final_norm_states[0, 7]).abs().max() > 0.1  # a padding position gives another vector
 
 
 def test_encode_prompt_encodes_the_negative_only_for_true_cfg(encoder, reference):

@@ -120,7 +120,12 @@ class HunyuanTextEncoder:
         **options,
     ) -> TextEmbeds:
         """The sampler's conditioning. The negative prompt (empty when not given) is encoded only
-        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`."""
+        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`.
+
+        Tencent's ``sample_video.py`` replaces an empty negative prompt with its own ("Aerial view,
+        aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth,
+        bad eyes, bad limbs, distortion"); here empty stays empty, as in diffusers and ComfyUI.
+        """
         positive = self.encode(prompt, **options)
         negative = self.encode(negative_prompt or "", **options) if cfg_scale > 1.0 else None
         return TextEmbeds(positive=positive, negative=negative, cfg_scale=cfg_scale)
