@@ -5,11 +5,13 @@ stored form kept, devices between runs, auto mode, and the node."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import gguf
 import pytest
@@ -20,7 +22,7 @@ from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransform
 from hunyuanvideo_pack.hunyuan_model.dit.model import run_module
 from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle, WholeModel, module_bytes
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap, ModelSizes, SwapChoice, Workload, plan_block_swap
-from hunyuanvideo_pack.hunyuan_model.offload.packing import ALIGN, layout
+from hunyuanvideo_pack.hunyuan_model.offload.packing import ALIGN, layout, packed
 from hunyuanvideo_pack.hunyuan_model.quant import (
     CastLinear,
     GGMLType,
@@ -307,3 +309,15 @@ def test_blocks_given_new_memory_between_runs_are_packed_again(inputs):
     # What module.to(device) does to each Parameter: same object, new data.
     model._apply(lambda tensor: tensor.clone())
     assert all(torch.equal(out, expected) for out in two_forwards(handle, inputs))
+
+
+def test_the_pack_cache_does_not_keep_a_freed_module_alive():
+    # Packs are cached per module; a module with its own parameters (a Linear) must still be freed with its
+    # packed memory (page-locked RAM on a GPU) when nothing else holds it.
+    linear = torch.nn.Linear(8, 8)
+    pack = packed(linear, lambda nbytes: torch.empty(nbytes, dtype=torch.uint8), pinned=False)
+    assert pack.is_installed() and packed(linear, None, pinned=False) is pack  # reused while installed
+    module, storage = weakref.ref(linear), weakref.ref(linear.weight.untyped_storage())
+    del linear, pack
+    gc.collect()
+    assert module() is None and storage() is None
