@@ -182,15 +182,17 @@ def test_a_failing_block_still_waits_for_the_copies_in_flight(cuda, inputs):
     assert [entry[0] for entry in cuda.log].count("copy") == 3 and cuda.log[-1] == ("sync", "copy")
 
 
-def test_swapped_blocks_live_in_portable_page_locked_memory_that_is_unlocked_when_freed(cuda, inputs):
+def test_swapped_blocks_live_in_portable_page_locked_memory_unlocked_when_released(cuda, inputs):
     model = tiny_model("fp32")
     two_forwards(TransformerHandle(model, CPU, CPU, BlockSwap(double_blocks=2, offload_txt_in=True)), inputs)
     assert len(cuda.registered) == 3 and {flags for _, flags in cuda.registered.values()} == {1}
     for name in ("txt_in", "double_blocks.0", "double_blocks.1"):
         start = next(model.get_submodule(name).parameters()).untyped_storage().data_ptr()
         assert start in cuda.registered
-    model.to(torch.float32)  # dtype no-op on fp32; registration survives while the module holds the memory
+    model.to(torch.float32)  # a no-op on fp32: the memory stays registered while the modules hold it
     assert len(cuda.registered) == 3
+    model.double_blocks[0]._apply(lambda tensor: tensor.clone())  # what moving it to the GPU does to its memory
+    assert len(cuda.registered) == 2
     blocks = weakref.ref(model.double_blocks[0])
     del model
     gc.collect()
