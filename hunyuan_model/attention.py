@@ -11,6 +11,7 @@ The kernels' packages are imported on first use, never at import time.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -81,7 +82,21 @@ def _unsupported_reason(name: str, q: torch.Tensor) -> str | None:
         return f"{name} runs on CUDA only and the tensors are on {q.device.type}"
     if q.dtype not in (torch.float16, torch.bfloat16):
         return f"{name} needs float16 or bfloat16 tensors, got {q.dtype}"
+    if torch.version.hip is not None:
+        return "sageattention runs on NVIDIA GPUs only" if name == "sageattention" else None
+    major, minor = _capability(q.device.index)
+    if major < 8:
+        # flash-attn 2 and SageAttention raise on these (Turing and older) rather than fall back.
+        return (
+            f"{name} needs an NVIDIA GPU of compute capability 8.0 or newer (RTX 30xx, A100 and later); "
+            f"this one is {major}.{minor}"
+        )
     return None
+
+
+@functools.cache
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 def _runnable_backend(backend: str, q: torch.Tensor) -> str:

@@ -19,6 +19,11 @@ CATEGORY = "HunyuanVideo/sampling"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
+class SamplingOutOfMemoryError(torch.cuda.OutOfMemoryError):
+    """Out of memory while sampling, with what to change; still PyTorch's out-of-memory error, so ComfyUI
+    handles it as one (it unloads its models after an OOM)."""
+
+
 class HunyuanVideoSampler:
     DISPLAY_NAME = "HunyuanVideo Sampler"
     DESCRIPTION = (
@@ -160,7 +165,7 @@ class HunyuanVideoSampler:
                     on_step=lambda done, _, x0: progress.update(done, x0[:1]),
                 )
             except torch.cuda.OutOfMemoryError as error:
-                raise RuntimeError(_out_of_memory_advice(samples.shape, embeds)) from error
+                raise SamplingOutOfMemoryError(_out_of_memory_advice(samples.shape, embeds)) from error
         return ({**latent, "samples": result},)
 
 

@@ -23,6 +23,11 @@ PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float
 MODEL_EXTENSIONS = (".safetensors", ".sft")
 
 
+class TextEncoderOutOfMemoryError(torch.cuda.OutOfMemoryError):
+    """The text encoders did not fit, with what to change; still PyTorch's out-of-memory error, so ComfyUI
+    handles it as one (it unloads its models after an OOM)."""
+
+
 @dataclass
 class TextEncoderHandle:
     """What travels on a TEXT_ENCODER socket: the encoder and where and how it runs."""
@@ -252,7 +257,7 @@ def encode_with_handle(handle: TextEncoderHandle, prompt: str, negative_prompt: 
         encoder.to(device)
         return encoder.encode_prompt(prompt, negative_prompt, cfg_scale=cfg_scale, **options)
     except torch.cuda.OutOfMemoryError as error:
-        raise RuntimeError(
+        raise TextEncoderOutOfMemoryError(
             f"the text encoders ({encoder.memory_bytes() / 2**30:.1f} GiB) do not fit in the free memory of {device}. "
             "In HunyuanVideo Text Encoder Loader set llm_weights to fp8_e4m3fn (half the size) or device to cpu."
         ) from error

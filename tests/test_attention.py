@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -63,6 +64,29 @@ def test_auto_and_unrunnable_backends_fall_back_to_sdpa_with_a_log(monkeypatch, 
         torch.testing.assert_close(attn.attention(q, k, v, mask, backend="flash_attn"), reference)
         attn.attention(q, k, v, mask, backend="flash_attn")
     assert caplog.text.count("'flash_attn' falls back to sdpa: flash_attn runs on CUDA only") == 1
+
+
+def test_kernels_that_cannot_run_on_the_gpu_fall_back_instead_of_raising(monkeypatch, caplog):
+    # Stand-in for bf16 tensors on a GPU: only the device and dtype are read before a kernel is chosen.
+    q = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.bfloat16)
+    monkeypatch.setattr(attn, "_installed", lambda name: True)
+    monkeypatch.setattr(attn, "_logged", set())
+    monkeypatch.setattr(torch.version, "hip", None)
+    capability = {"value": (7, 5)}  # Turing: flash-attn 2 and SageAttention raise there
+    monkeypatch.setattr(attn, "_capability", lambda index: capability["value"])
+    with caplog.at_level(logging.INFO, logger="HunyuanVideo.attention"):
+        assert attn._runnable_backend("auto", q) == "sdpa"
+        assert attn._runnable_backend("flash_attn", q) == "sdpa"
+    assert "needs an NVIDIA GPU of compute capability 8.0 or newer (RTX 30xx, A100 and later); this one is 7.5" in (
+        caplog.text
+    )
+    capability["value"] = (8, 6)
+    assert attn._runnable_backend("auto", q) == "sageattention"
+    assert attn._runnable_backend("flash_attn", q) == "flash_attn"
+    monkeypatch.setattr(torch.version, "hip", "6.2")  # ROCm: flash-attn has a build, SageAttention none
+    assert attn._runnable_backend("auto", q) == "flash_attn"
+    assert attn._runnable_backend("sageattention", q) == "sdpa"
+    assert attn._runnable_backend("auto", SimpleNamespace(device=q.device, dtype=torch.float32)) == "sdpa"
 
 
 def sdpa_kernel(q, k, v):

@@ -5,11 +5,13 @@ stored form kept, devices between runs, auto mode, and the node."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import gguf
 import pytest
@@ -20,7 +22,7 @@ from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransform
 from hunyuanvideo_pack.hunyuan_model.dit.model import run_module
 from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle, WholeModel, module_bytes
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap, ModelSizes, SwapChoice, Workload, plan_block_swap
-from hunyuanvideo_pack.hunyuan_model.offload.packing import ALIGN, layout
+from hunyuanvideo_pack.hunyuan_model.offload.packing import ALIGN, layout, packed
 from hunyuanvideo_pack.hunyuan_model.quant import (
     CastLinear,
     GGMLType,
@@ -299,6 +301,88 @@ def test_comfyui_can_evict_the_weights_a_run_left_on_the_device():
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
 
 
+def test_comfyui_loading_other_models_and_freeing_a_little_memory_handle_ours():
+    comfy = os.environ.get("COMFYUI_DIR")
+    if not comfy or not os.path.isfile(os.path.join(comfy, "comfy", "model_management.py")):
+        pytest.skip("COMFYUI_DIR does not point at a ComfyUI checkout")
+    # The branches ComfyUI takes on a GPU: another model loads beside ours (is_clone is asked of ours), and
+    # a little memory is missing (memory_to_free below what ours holds: the partial-unload path).
+    script = f"""
+        import importlib.util, sys
+        import torch
+        sys.path.insert(0, {comfy!r})
+        sys.argv = ["main.py", "--cpu"]
+        import comfy.options
+        comfy.options.enable_args_parsing()
+        import comfy.model_management as mm
+        spec = importlib.util.spec_from_file_location("pack", {str(PACK_DIR / "__init__.py")!r})
+        pack = importlib.util.module_from_spec(spec)
+        sys.modules["pack"] = pack
+        spec.loader.exec_module(pack)
+        from pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer
+        from pack.hunyuan_model.handle import TransformerHandle
+        from pack.nodes import comfy_env
+
+        cpu, meta = torch.device("cpu"), torch.device("meta")
+        model = HunyuanVideoTransformer(DiTConfig.tiny(), dtype=torch.float32)
+        handle = TransformerHandle(model, cpu, meta, after_run=comfy_env.track_model)
+        with handle.running((1, 16, 1, 8, 8)):
+            pass
+        (ours,) = mm.current_loaded_models
+
+        class Patcher:  # ComfyUI's ModelPatcher as load_models_gpu uses it (comfy.model_patcher needs torchvision)
+            parent, load_device, offload_device = None, cpu, cpu
+
+            def __init__(self):
+                self.model = torch.nn.Linear(4, 4)
+
+            def is_clone(self, other):  # ModelPatcher.is_clone
+                return hasattr(other, "model") and self.model is other.model
+
+            def model_patches_models(self):
+                return []
+
+            def model_size(self):
+                return 80
+
+            def loaded_size(self):
+                return 80
+
+            def current_loaded_device(self):
+                return cpu
+
+            def model_patches_to(self, device):
+                pass
+
+            def model_dtype(self):
+                return torch.float32
+
+            def partially_load(self, device, extra_memory=0, force_patch_weights=False):
+                return 0
+
+            def detach(self, unpatch_all=True):
+                pass
+
+        other = Patcher()
+        mm.load_models_gpu([other])
+        (theirs,) = [entry for entry in mm.current_loaded_models if entry.model is other]
+        assert len(mm.current_loaded_models) == 2 and ours in mm.current_loaded_models
+
+        free = 10**9
+        mm.get_free_memory = lambda dev=None, torch_free_too=False: (free, free) if torch_free_too else free
+        mm.free_memory(free + 1000, cpu, keep_loaded=[theirs])
+        assert ours in mm.current_loaded_models and ours.model_loaded_memory() == 0
+        assert {{p.device.type for p in model.parameters()}} == {{"meta"}}
+        mm.free_memory(free + 1000, cpu, keep_loaded=[theirs])
+        assert mm.current_loaded_models == [theirs]
+        mm.unload_all_models()
+        assert mm.current_loaded_models == []
+        print("ok")
+    """
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+
+
 def test_blocks_given_new_memory_between_runs_are_packed_again(inputs):
     model = tiny_model("fp32")  # no buffers: module.to() keeps every tensor object of it
     expected = model(**inputs)
@@ -307,3 +391,15 @@ def test_blocks_given_new_memory_between_runs_are_packed_again(inputs):
     # What module.to(device) does to each Parameter: same object, new data.
     model._apply(lambda tensor: tensor.clone())
     assert all(torch.equal(out, expected) for out in two_forwards(handle, inputs))
+
+
+def test_the_pack_cache_does_not_keep_a_freed_module_alive():
+    # Packs are cached per module; a module with its own parameters (a Linear) must still be freed with its
+    # packed memory (page-locked RAM on a GPU) when nothing else holds it.
+    linear = torch.nn.Linear(8, 8)
+    pack = packed(linear, lambda nbytes: torch.empty(nbytes, dtype=torch.uint8), pinned=False)
+    assert pack.is_installed() and packed(linear, None, pinned=False) is pack  # reused while installed
+    module, storage = weakref.ref(linear), weakref.ref(linear.weight.untyped_storage())
+    del linear, pack
+    gc.collect()
+    assert module() is None and storage() is None

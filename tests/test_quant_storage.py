@@ -141,6 +141,24 @@ def test_scaled_mm_linear_stays_close_to_the_float_layer():
     assert relative_error(layer(x * 1000), F.linear(x * 1000, w, bias)) < BOUNDS["fp8_e4m3fn_fast"]
 
 
+@pytest.mark.parametrize("dtype, amax", [(torch.bfloat16, 3.0), (torch.bfloat16, 100.0), (torch.float16, 1e-3)])
+def test_scaled_mm_linear_has_no_gain_error_from_rounding_its_activation_scale(dtype, amax):
+    # 448 / amax rounded to bf16 is off by up to 0.2%; the matmul must undo the rounded factor it applied.
+    layer = ScaledMMLinear.from_weight(*quantize_fp8_scaled(weight()))
+    x = torch.randn(32, 256, generator=torch.Generator().manual_seed(1))
+    x = (x / x.abs().max() * amax).to(dtype)
+    factor = (torch.finfo(torch.float8_e4m3fn).max / x.abs().max().float()).clamp(max=torch.finfo(dtype).max)
+    x8 = (x * factor.to(dtype)).clamp(-448, 448).to(torch.float8_e4m3fn)
+    # The same quantized activations, taken back by exactly the factor they were multiplied by.
+    expected = (x8.float() / factor.to(dtype).float()) @ (layer.weight.float() * layer.scale).t()
+
+    out = layer(x).float()
+
+    gain = (out * expected).sum() / (expected * expected).sum()
+    assert abs(gain.item() - 1) < 2e-4
+    assert relative_error(out, expected) < 5e-3  # only the output's own rounding to x's dtype
+
+
 def test_scaled_mm_linear_needs_feature_counts_divisible_by_16():
     with pytest.raises(ValueError, match="divisible by 16, got 24 -> 64"):
         ScaledMMLinear(24, 64)

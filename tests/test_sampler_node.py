@@ -10,6 +10,7 @@ from hunyuanvideo_pack.hunyuan_model.conditioning import TextEmbeds
 from hunyuanvideo_pack.hunyuan_model.latent import VAE_SCALING_FACTOR
 from hunyuanvideo_pack.hunyuan_model.sampling import SamplerSettings, sample
 from hunyuanvideo_pack.nodes import comfy_env
+from hunyuanvideo_pack.nodes import sampling as sampling_node
 from hunyuanvideo_pack.nodes.latent import HunyuanVideoEmptyLatent
 from hunyuanvideo_pack.nodes.sampling import HunyuanVideoSampler
 
@@ -129,6 +130,15 @@ def test_offload_option_reaches_the_placement_and_room_is_made_first(model, embe
     assert handle.placement.events[-1] == ("exit", True)
     (needed, events_then), *_ = asked
     assert needed > 0 and events_then == []  # asked before the model was placed
+
+
+def test_out_of_memory_says_what_to_change_and_stays_an_out_of_memory_error(model, embeds, latent, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(sampling_node, "sample", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="sampling 1 video.* of 9 frames at 64x64.*block swap"):
+        run(make_handle(model), embeds, latent)  # ComfyUI unloads its models after an OOM error, not any error
 
 
 def test_true_cfg_runs_batched_when_memory_allows_and_in_turn_otherwise(embeds, latent, monkeypatch):

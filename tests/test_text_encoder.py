@@ -3,6 +3,8 @@ layout, FP8 storage, saved embeds, the native-conditioning bridge and the errors
 
 import json
 import logging
+import sys
+import types
 from dataclasses import replace
 
 import pytest
@@ -27,7 +29,7 @@ from hunyuanvideo_pack.hunyuan_model.text_encoder import (
 from hunyuanvideo_pack.hunyuan_model.text_encoder.checkpoint import TensorSource
 from hunyuanvideo_pack.hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
 from hunyuanvideo_pack.hunyuan_model.text_encoder.native import embeds_from_conditioning
-from hunyuanvideo_pack.hunyuan_model.text_encoder.quant import Fp8Linear, quantize_fp8
+from hunyuanvideo_pack.hunyuan_model.text_encoder.quant import Fp8Linear, quantize_fp8, require_nf4
 from hunyuanvideo_pack.hunyuan_model.text_encoder.templates import sequence_length
 from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import load_tokenizer, tokenizer_candidates
 
@@ -382,6 +384,19 @@ def test_a_tokenizer_that_does_not_fit_the_model_is_refused(text_tokenizers, tin
 def test_nf4_without_a_gpu_says_what_to_choose_instead(written):
     with pytest.raises(RuntimeError, match="needs bitsandbytes on an NVIDIA GPU.*Choose fp8_e4m3fn"):
         load_llm(written["comfy_file"], weights="nf4", device="cpu")
+
+
+def test_nf4_needs_a_bitsandbytes_that_keeps_weights_quantized_when_they_move(monkeypatch):
+    # Before 0.43 a 4-bit weight moved back to the GPU (the second prompt, after offloading) is quantized again.
+    bitsandbytes = types.ModuleType("bitsandbytes")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", bitsandbytes)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    bitsandbytes.__version__ = "0.42.0"
+    with pytest.raises(RuntimeError, match=r"needs bitsandbytes 0\.43 or newer, this is 0\.42\.0.*pip install -U"):
+        require_nf4(torch.device("cuda", 0))
+    for version in ("0.43.0", "0.45.1.dev0", "1.0"):
+        bitsandbytes.__version__ = version
+        assert require_nf4(torch.device("cuda")) is bitsandbytes
 
 
 # ---------------------------------------------------------------------------------------------

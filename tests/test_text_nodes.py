@@ -13,6 +13,8 @@ from hunyuanvideo_pack.nodes.text import (
     HunyuanVideoTextEmbedsSave,
     HunyuanVideoTextEncode,
     HunyuanVideoTextEncoderLoader,
+    TextEncoderHandle,
+    encode_with_handle,
 )
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -85,6 +87,30 @@ def test_missing_llm_tokenizer_names_the_folders_searched(text_models_dir, monke
     with pytest.raises(FileNotFoundError, match="no LLM tokenizer found for llava_llama3_fp16.safetensors") as error:
         loader.load(**_widgets(loader))
     assert str(text_models_dir / "llava_llama3_fp16_tokenizer") in str(error.value)
+
+
+def test_encoders_that_do_not_fit_say_what_to_change_and_stay_an_out_of_memory_error():
+    class TooLarge:
+        """An encoder whose GPU run fails for want of memory."""
+
+        moves = []
+
+        def load(self):
+            pass
+
+        def memory_bytes(self):
+            return 16 * 2**30
+
+        def to(self, device):
+            self.moves.append(torch.device(device))
+
+        def encode_prompt(self, *args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    handle = TextEncoderHandle(encoder=TooLarge(), run_on="cpu", after="offload")
+    with pytest.raises(torch.cuda.OutOfMemoryError, match=r"text encoders \(16\.0 GiB\) do not fit.*fp8_e4m3fn"):
+        encode_with_handle(handle, PROMPT, "", cfg_scale=1.0)
+    assert handle.encoder.moves[-1] == comfy_env.offload_device()  # offloaded all the same
 
 
 def test_custom_template_without_placeholder_is_refused_before_running():

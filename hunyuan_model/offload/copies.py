@@ -118,6 +118,11 @@ def copy_engine(compute_device: torch.device, offload_device: torch.device) -> C
     return DirectCopies(compute_device, offload_device)
 
 
+# cudaHostRegisterPortable: page-locked for every GPU's context, not only the current device's (the compute
+# device need not be the current one when blocks are packed; for another context the copies would be pageable).
+_HOST_REGISTER_PORTABLE = 1
+
+
 class _LockedPages(mmap.mmap):
     """Anonymous memory that is registered with CUDA (page-locked) from :meth:`lock` until it is freed.
 
@@ -129,7 +134,7 @@ class _LockedPages(mmap.mmap):
 
     def lock(self, address: int) -> bool:
         cudart = torch.cuda.cudart()
-        status = cudart.cudaHostRegister(address, len(self), 0)
+        status = cudart.cudaHostRegister(address, len(self), _HOST_REGISTER_PORTABLE)
         if status != cudart.cudaError.success:
             return False
         self.address = address

@@ -22,9 +22,14 @@ ALIGN = 256
 
 @dataclass(frozen=True)
 class Entry:
-    """Where one parameter or buffer of a packed module sits: its owner, name, byte offset, dtype, shape."""
+    """Where one parameter or buffer of a packed module sits: its owner, name, byte offset, dtype, shape.
 
-    owner: nn.Module
+    The owner is held weakly: the pack cache (:data:`_PACKS`) is keyed weakly by the module, and a strong
+    reference here would keep a packed module that owns tensors itself, and its page-locked host memory,
+    alive forever.
+    """
+
+    owner: weakref.ReferenceType[nn.Module]
     name: str
     is_parameter: bool
     offset: int
@@ -35,9 +40,14 @@ class Entry:
     def nbytes(self) -> int:
         return self.shape.numel() * self.dtype.itemsize
 
-    def current(self) -> torch.Tensor:
-        table = self.owner._parameters if self.is_parameter else self.owner._buffers
-        return table[self.name]
+    def table(self) -> dict[str, torch.Tensor | None]:
+        owner = self.owner()
+        if owner is None:
+            raise RuntimeError(f"the module that held {self.name!r} no longer exists")
+        return owner._parameters if self.is_parameter else owner._buffers
+
+    def current(self) -> torch.Tensor | None:
+        return self.table()[self.name]
 
 
 def layout(module: nn.Module) -> tuple[list[Entry], int]:
@@ -49,7 +59,7 @@ def layout(module: nn.Module) -> tuple[list[Entry], int]:
             for name, tensor in table.items():
                 if tensor is None:
                     continue
-                entry = Entry(owner, name, is_parameter, offset, tensor.dtype, tensor.shape)
+                entry = Entry(weakref.ref(owner), name, is_parameter, offset, tensor.dtype, tensor.shape)
                 entries.append(entry)
                 offset += -(-entry.nbytes // ALIGN) * ALIGN
     return entries, offset
@@ -70,10 +80,13 @@ class Packed:
     def is_installed(self) -> bool:
         """Whether the module still holds this pack's views, on their memory (``module.to()`` keeps a
         Parameter object but gives it new data)."""
-        return all(
-            entry.current() is ref() and (ref().device, ref().data_ptr()) == address
-            for entry, ref, address in zip(self.entries, self._views, self._addresses)
-        )
+        for entry, ref, address in zip(self.entries, self._views, self._addresses):
+            view = ref()
+            if view is None or entry.owner() is None or entry.current() is not view:
+                return False
+            if (view.device, view.data_ptr()) != address:
+                return False
+        return True
 
     def host_views(self) -> list[torch.Tensor]:
         """The installed host views (strong references, for reinstalling them after a swapped-in call)."""
@@ -94,8 +107,7 @@ class Packed:
     def install(self, tensors: list[torch.Tensor]) -> None:
         """Point the module's parameters and buffers at ``tensors`` (from :meth:`views` or :meth:`host_views`)."""
         for entry, tensor in zip(self.entries, tensors):
-            table = entry.owner._parameters if entry.is_parameter else entry.owner._buffers
-            table[entry.name] = tensor
+            entry.table()[entry.name] = tensor
 
 
 _PACKS: weakref.WeakKeyDictionary[nn.Module, Packed] = weakref.WeakKeyDictionary()

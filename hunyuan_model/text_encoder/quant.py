@@ -8,6 +8,8 @@ FP8 here is storage only: each Linear upcasts its weight to the activation dtype
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,7 +75,31 @@ def require_nf4(device: torch.device):
             "4-bit (nf4) text encoding needs the bitsandbytes package, which is not installed "
             f"({error}). Install it with `pip install bitsandbytes`, or choose fp8_e4m3fn."
         ) from error
+    version = getattr(bitsandbytes, "__version__", "0")
+    if _release(version) < _NF4_MIN_BITSANDBYTES:
+        # Older releases quantize a 4-bit weight again each time it returns to the GPU: the encoder is
+        # offloaded after each prompt, so the second prompt would fail.
+        raise RuntimeError(
+            f"4-bit (nf4) text encoding needs bitsandbytes 0.43 or newer, this is {version}. Upgrade it with "
+            "`pip install -U bitsandbytes`, or choose fp8_e4m3fn."
+        )
     return bitsandbytes
+
+
+_NF4_MIN_BITSANDBYTES = (0, 43)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.45.1.dev0"`` -> ``(0, 45, 1)``: the leading numeric parts of a version string."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        parts.append(int(digits))
+        if digits != part:
+            break
+    return tuple(parts)
 
 
 def use_nf4_linears(model: nn.Module, names: set[str], compute_dtype: torch.dtype, device: torch.device) -> None:
