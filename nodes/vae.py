@@ -17,6 +17,7 @@ from ..hunyuan_model.vae import (
 )
 from . import comfy_env
 from .types import VAE
+from .widget_checks import validate
 
 CATEGORY = "HunyuanVideo/vae"
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
@@ -101,13 +102,19 @@ def _tiling_inputs() -> dict:
 
 
 def _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap):
-    if tiling != "manual":
-        return True  # the sizes are not used
-    try:
-        Tiling(tile_size, overlap, temporal_size, temporal_overlap)
-    except ValueError as error:
-        return str(error)
-    return True
+    values = {
+        "tiling": tiling,
+        "tile_size": tile_size,
+        "overlap": overlap,
+        "temporal_size": temporal_size,
+        "temporal_overlap": temporal_overlap,
+    }
+    return validate({"required": _tiling_inputs()}, values, _check_manual_tiling)
+
+
+def _check_manual_tiling(tiling, **sizes) -> None:
+    if tiling == "manual":  # otherwise the sizes are not used
+        Tiling(**sizes)
 
 
 class _TileProgress:
