@@ -1,6 +1,7 @@
 """The standalone side of the ComfyUI adapter: model folders, the path guard, devices, cancel."""
 
 import os
+import time
 
 import pytest
 import torch
@@ -20,6 +21,45 @@ def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
     assert comfy_env.list_models("diffusion_models", (".safetensors", ".gguf")) == ["a.safetensors", "sub/b.gguf"]
     assert comfy_env.list_models("text_encoders", (".safetensors",), include_dirs=True) == ["llava"]
     assert comfy_env.list_models("text_encoders", (".safetensors",)) == ["llava/model.safetensors"]
+
+
+def _age(root, seconds: float = 60.0) -> None:
+    """Date every directory under ``root`` back, as folders that have not changed for a while."""
+    then = time.time() - seconds
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (then, then))
+
+
+def test_listings_are_kept_until_a_folder_in_them_changes(models_dir, monkeypatch):
+    (models_dir / "unet" / "sub").mkdir()
+    (models_dir / "unet" / "sub" / "a.gguf").write_bytes(b"x")
+    _age(models_dir)
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, **kw: walked.append(str(top)) or real_walk(top, **kw))
+
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf"]
+    assert len(walked) == 2  # diffusion_models and unet
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf"]
+    assert len(walked) == 2  # nothing changed: nothing walked again
+
+    (models_dir / "unet" / "sub" / "b.gguf").write_bytes(b"x")  # a change two levels down
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf", "sub/b.gguf"]
+    assert len(walked) == 4
+    # Just changed: the folder may change again within its mtime's resolution, so it is walked each time.
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf", "sub/b.gguf"]
+    assert len(walked) == 6
+
+
+def test_output_files_are_listed_from_subfolders_but_not_hidden_ones(models_dir):
+    output = models_dir.parent / "output"
+    for name in ("embeds_00001_.safetensors", "hv/embeds_00002_.SAFETENSORS", ".cache/x.safetensors", "a.png"):
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        (output / name).write_bytes(b"x")
+    assert comfy_env.list_output_files((".safetensors",)) == [
+        "embeds_00001_.safetensors",
+        "hv/embeds_00002_.SAFETENSORS",
+    ]
 
 
 def test_a_name_inside_the_folders_resolves(models_dir):
@@ -42,12 +82,13 @@ def test_absolute_names_are_refused(models_dir, name):
         comfy_env.resolve_model("vae", name)
 
 
-def test_a_symlink_leading_out_of_the_folders_is_refused(models_dir, tmp_path):
+def test_a_symlink_leading_out_of_the_folders_is_followed_as_comfyui_does(models_dir, tmp_path):
+    # Linking model files in from another drive is common; only the folders' owner can make a link.
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"x")
     os.symlink(outside, models_dir / "vae" / "link.safetensors")
-    with pytest.raises(PermissionError, match="outside the vae folders"):
-        comfy_env.resolve_model("vae", "link.safetensors")
+    assert comfy_env.list_models("vae", (".safetensors",)) == ["link.safetensors"]
+    assert comfy_env.resolve_model("vae", "link.safetensors").resolve() == outside
 
 
 def test_a_symlink_inside_the_folders_is_fine(models_dir):
