@@ -167,6 +167,25 @@ def _check_relative_name(name: str) -> None:
             )
 
 
+def model_fingerprint(kind: str, *names: str) -> str:
+    """For a loader's ``IS_CHANGED``: size and modification time of the chosen model files (every file of
+    a chosen folder). It changes when a file is replaced on disk under the same name, so ComfyUI's cache
+    does not keep serving the old model. A name that does not resolve stands for itself (the run reports it)."""
+    parts = []
+    for name in names:
+        try:
+            parts.append(_fingerprint(resolve_model(kind, name)))
+        except (OSError, ValueError):
+            parts.append(str(name))
+    return "|".join(parts)
+
+
+def _fingerprint(path: Path) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(p.relative_to(path.parent).as_posix(), p.stat()) for p in files]
+    return ";".join(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" for name, stat in stats)
+
+
 def models_directory() -> Path:
     """The root of the model folders: ComfyUI's models folder, or the standalone models directory."""
     if IN_COMFYUI:
@@ -261,6 +280,14 @@ def _next_counter(folder: str, filename: str) -> int:
 def list_output_files(extensions: tuple[str, ...]) -> list[str]:
     """Names (relative, '/'-separated) of files in the output folder ending in one of ``extensions``."""
     return _listing((output_directory(),), tuple(e.lower() for e in extensions), False)
+
+
+def output_file_fingerprint(name: str) -> str:
+    """:func:`model_fingerprint` for a file in the output folder."""
+    try:
+        return _fingerprint(resolve_output_file(name))
+    except (OSError, ValueError):
+        return name
 
 
 def resolve_output_file(name: str) -> Path:

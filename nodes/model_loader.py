@@ -112,6 +112,11 @@ class HunyuanVideoModelLoader:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, model_name, scale_map=AUTO, **_):
+        maps = () if scale_map in (AUTO, None, "") else (scale_map,)
+        return comfy_env.model_fingerprint("diffusion_models", model_name, *maps)
+
     def load(self, model_name, weight_storage, base_precision, attention, load_device, scale_map=AUTO):
         path = comfy_env.resolve_model("diffusion_models", model_name)
         explicit_map = None if scale_map in (AUTO, None, "") else comfy_env.resolve_model("diffusion_models", scale_map)

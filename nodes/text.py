@@ -125,6 +125,10 @@ class HunyuanVideoTextEncoderLoader:
     def VALIDATE_INPUTS(cls, llm_weights, device):
         return validate(cls.INPUT_TYPES(), {"llm_weights": llm_weights, "device": device}, _check_nf4_device)
 
+    @classmethod
+    def IS_CHANGED(cls, llm, clip, **_):
+        return comfy_env.model_fingerprint("text_encoders", llm, clip)
+
     def load(self, llm, clip, precision, llm_weights, device, after_encoding):
         llm_path = comfy_env.resolve_model("text_encoders", llm)
         clip_path = comfy_env.resolve_model("text_encoders", clip)
@@ -330,11 +334,8 @@ class HunyuanVideoTextEmbedsLoad:
         }
 
     @classmethod
-    def IS_CHANGED(cls, embeds_file):
-        try:
-            return comfy_env.resolve_output_file(embeds_file).stat().st_mtime_ns
-        except (OSError, ValueError):
-            return embeds_file
+    def IS_CHANGED(cls, embeds_file, **_):
+        return comfy_env.output_file_fingerprint(embeds_file)
 
     def load(self, embeds_file):
         return (load_embeds(comfy_env.resolve_output_file(embeds_file)),)

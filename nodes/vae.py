@@ -55,6 +55,10 @@ class HunyuanVideoVAELoader:
             }
         }
 
+    @classmethod
+    def IS_CHANGED(cls, vae_name, **_):
+        return comfy_env.model_fingerprint("vae", vae_name)
+
     def load(self, vae_name, precision):
         path = comfy_env.resolve_model("vae", vae_name)
         return (load_vae(path, PRECISIONS[precision], comfy_env.offload_device()),)

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from hunyuanvideo_pack.nodes import comfy_env
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
 
 
 def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
@@ -60,6 +60,36 @@ def test_output_files_are_listed_from_subfolders_but_not_hidden_ones(models_dir)
         "embeds_00001_.safetensors",
         "hv/embeds_00002_.SAFETENSORS",
     ]
+
+
+def test_a_model_fingerprint_changes_when_the_file_is_replaced(models_dir):
+    vae = models_dir / "vae" / "a.safetensors"
+    vae.write_bytes(b"x")
+    (models_dir / "diffusion_models" / "diffusers").mkdir()
+    shard = models_dir / "diffusion_models" / "diffusers" / "model.safetensors"
+    shard.write_bytes(b"x")
+    before = comfy_env.model_fingerprint("vae", "a.safetensors")
+    folder = comfy_env.model_fingerprint("diffusion_models", "diffusers")
+    assert comfy_env.model_fingerprint("vae", "a.safetensors") == before
+    vae.write_bytes(b"yy")
+    shard.write_bytes(b"yy")
+    assert comfy_env.model_fingerprint("vae", "a.safetensors") != before
+    assert comfy_env.model_fingerprint("diffusion_models", "diffusers") != folder
+    assert comfy_env.model_fingerprint("vae", "gone.safetensors", None) == "gone.safetensors|None"
+
+
+def test_every_loader_reruns_when_one_of_its_files_changes_on_disk(demo_models_dir, models_dir):
+    comfy_env.configure(models_dir=demo_models_dir)
+    choices = {}  # node -> {input: file name}
+    for (node, name), kind in demo_models.MODEL_INPUTS.items():
+        choices.setdefault(node, {})[name] = next((demo_models_dir / kind).glob("*.safetensors")).name
+    for (node, name), kind in demo_models.MODEL_INPUTS.items():
+        is_changed = NODE_CLASS_MAPPINGS[node].IS_CHANGED
+        before = is_changed(**choices[node])
+        assert is_changed(**choices[node]) == before, node
+        stat = (path := demo_models_dir / kind / choices[node][name]).stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+        assert is_changed(**choices[node]) != before, (node, name)
 
 
 def test_a_name_inside_the_folders_resolves(models_dir):
