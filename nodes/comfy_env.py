@@ -441,6 +441,7 @@ _resident: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Progress, cancel and previews
 
 _cancel = threading.Event()
+_NOT_MADE = object()
 
 
 def request_cancel() -> None:
@@ -468,21 +469,25 @@ class Progress:
     def __init__(self, total: int, description: str = "HunyuanVideo") -> None:
         self.total = total
         check_cancel()
+        # Made at the first preview latent: only the sampler sends them, and ComfyUI's get_previewer
+        # loads a TAESD model (or warns that it has none) each time it is asked.
+        self._previewer = _NOT_MADE
         if IN_COMFYUI:
             self._bar = _comfy_utils.ProgressBar(total)
-            self._previewer = _make_previewer()
         else:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=description, leave=False)
-            self._previewer = None
 
     def update(self, done: int, preview_latent: torch.Tensor | None = None) -> None:
         check_cancel()
         if IN_COMFYUI:
             preview = None
-            if self._previewer is not None and preview_latent is not None:
-                preview = self._previewer.decode_latent_to_preview_image("JPEG", preview_latent)
+            if preview_latent is not None:
+                if self._previewer is _NOT_MADE:
+                    self._previewer = _make_previewer()
+                if self._previewer is not None:
+                    preview = self._previewer.decode_latent_to_preview_image("JPEG", preview_latent)
             self._bar.update_absolute(done, self.total, preview)
         else:
             self._bar.update(done - self._bar.n)

@@ -158,3 +158,35 @@ def test_cancel_raises_at_the_next_progress_update_once():
         with pytest.raises(comfy_env.Cancelled):
             progress.update(2)
         progress.update(3)  # the flag is consumed: a new run is not cancelled
+
+
+def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(monkeypatch):
+    # ComfyUI's get_previewer loads a TAESD model, or warns that there is none, each time it is called.
+    bars, made = [], []
+
+    class Bar:
+        def __init__(self, total):
+            bars.append([])
+
+        def update_absolute(self, value, total, preview):
+            bars[-1].append((value, preview))
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, format, latent):
+            return (format, latent.shape)
+
+    monkeypatch.setattr(comfy_env, "IN_COMFYUI", True)
+    never_interrupted = type("MM", (), {"throw_exception_if_processing_interrupted": lambda: None})
+    monkeypatch.setattr(comfy_env, "_mm", never_interrupted, raising=False)
+    monkeypatch.setattr(comfy_env, "_comfy_utils", type("Utils", (), {"ProgressBar": Bar}), raising=False)
+    monkeypatch.setattr(comfy_env, "_make_previewer", lambda: made.append(1) or Previewer())
+
+    with comfy_env.Progress(2) as loading:
+        loading.update(1)
+        loading.update(2)
+    latent = torch.zeros(1, 16, 1, 2, 2)
+    with comfy_env.Progress(2) as sampling:
+        sampling.update(1, latent)
+        sampling.update(2, latent)
+    assert made == [1]
+    assert bars == [[(1, None), (2, None)], [(1, ("JPEG", latent.shape)), (2, ("JPEG", latent.shape))]]
