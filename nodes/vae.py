@@ -38,11 +38,16 @@ class HunyuanVideoVAELoader:
 
     @classmethod
     def INPUT_TYPES(cls):
+        names = comfy_env.list_models("vae", EXTENSIONS)
         return {
             "required": {
                 "vae_name": (
-                    comfy_env.list_models("vae", EXTENSIONS),
-                    {"tooltip": "VAE weight file in models/vae (.safetensors or Tencent's .pt)."},
+                    names,
+                    {
+                        # models/vae holds every model's VAE: start on HunyuanVideo's, not the first by name.
+                        "default": next((n for n in names if "hunyuan" in n.lower()), names[0] if names else ""),
+                        "tooltip": "VAE weight file in models/vae (.safetensors or Tencent's .pt).",
+                    },
                 ),
                 "precision": (
                     list(PRECISIONS),
@@ -219,7 +224,8 @@ class HunyuanVideoVAEEncode:
         return _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap)
 
     def encode(self, vae, pixels, tiling, tile_size, overlap, temporal_size, temporal_overlap):
-        video = pixels.unsqueeze(0)  # b f h w c, the IMAGE batch being one video's frames
+        # b f h w c: the IMAGE batch is one video's frames; an alpha channel is dropped, as core VAE Encode does.
+        video = pixels[..., :3].unsqueeze(0)
         check_frames(video)
         shape = (1, 3) + tuple(video.shape[1:4])
         manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap) if tiling == "manual" else None
