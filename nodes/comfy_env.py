@@ -82,42 +82,70 @@ def list_models(kind: str, extensions: tuple[str, ...], include_dirs: bool = Fal
     With ``include_dirs``, folders holding a ``config.json`` (transformers or diffusers layouts)
     are listed too, and not searched further.
     """
-    names: set[str] = set()
-    for base in model_folders(kind):
-        if not base.is_dir():
+    return _listing(tuple(model_folders(kind)), tuple(e.lower() for e in extensions), include_dirs)
+
+
+# ComfyUI asks for a node's INPUT_TYPES on every /object_info and several times per queued prompt, so
+# folder listings are kept, as folder_paths keeps its own, until a directory they walked changes.
+# A directory changed within the last seconds may change again within its mtime's resolution:
+# such a listing is not kept.
+_RECENT_S = 2.0
+_listings: dict[tuple, tuple[list[str], dict[str, int | None]]] = {}
+
+
+def _listing(bases: tuple[Path, ...], extensions: tuple[str, ...], include_dirs: bool) -> list[str]:
+    key = (bases, extensions, include_dirs)
+    if key in _listings:
+        names, stamps = _listings[key]
+        if all(_mtime_ns(folder) == stamp for folder, stamp in stamps.items()):
+            return list(names)
+    names, stamps = set(), {}
+    for base in bases:
+        stamps[str(base)] = _mtime_ns(base)
+        if base.is_dir():
+            names.update(_walk(base, extensions, include_dirs, stamps))
+    names = sorted(names, key=str.lower)
+    newest = max((stamp for stamp in stamps.values() if stamp is not None), default=0)
+    if time.time_ns() - newest > _RECENT_S * 1e9:
+        _listings[key] = (names, stamps)
+    return list(names)
+
+
+def _walk(base: Path, extensions: tuple[str, ...], include_dirs: bool, stamps: dict) -> list[str]:
+    """Matching names under ``base``; every directory looked into is stamped with its mtime."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        stamps[dirpath] = _mtime_ns(dirpath)
+        here = Path(dirpath)
+        if include_dirs and here != base and "config.json" in filenames:
+            names.append(here.relative_to(base).as_posix())
+            dirnames.clear()
             continue
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-            here = Path(dirpath)
-            if include_dirs and here != base and "config.json" in filenames:
-                names.add(here.relative_to(base).as_posix())
-                dirnames.clear()
-                continue
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for filename in filenames:
-                if filename.lower().endswith(extensions):
-                    names.add((here / filename).relative_to(base).as_posix())
-    return sorted(names, key=str.lower)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        names += [(here / f).relative_to(base).as_posix() for f in filenames if f.lower().endswith(extensions)]
+    return names
+
+
+def _mtime_ns(folder: str | Path) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
 
 
 def resolve_model(kind: str, name: str) -> Path:
     """Full path of model ``name`` of ``kind``; refuses any name that leaves the model folders.
 
     Workflows are shared files, so a model name from one must not reach arbitrary paths: absolute
-    names, ``..`` parts and symlinks pointing outside the folders are refused.
+    names and ``..`` parts are refused. Symlinks inside the folders are followed wherever they
+    point, as ComfyUI follows them: only the folders' owner can make one.
     """
     _check_relative_name(name)
     folders = model_folders(kind)
     for base in folders:
         candidate = base / name
-        if not candidate.exists():
-            continue
-        real, real_base = candidate.resolve(), base.resolve()
-        if not real.is_relative_to(real_base):
-            raise PermissionError(
-                f"model {name!r} in {base} is a link to {real}, outside the {kind} folders; "
-                f"move or copy the file into {base} instead of linking it from elsewhere."
-            )
-        return candidate
+        if candidate.exists():
+            return candidate
     searched = ", ".join(str(f) for f in folders) or "(no folders configured)"
     raise FileNotFoundError(
         f"model {name!r} was not found in the {kind} folders: {searched}. "
@@ -137,6 +165,25 @@ def _check_relative_name(name: str) -> None:
             raise PermissionError(
                 f"model name {name!r} contains '..'; only names inside the model folders are allowed."
             )
+
+
+def model_fingerprint(kind: str, *names: str) -> str:
+    """For a loader's ``IS_CHANGED``: size and modification time of the chosen model files (every file of
+    a chosen folder). It changes when a file is replaced on disk under the same name, so ComfyUI's cache
+    does not keep serving the old model. A name that does not resolve stands for itself (the run reports it)."""
+    parts = []
+    for name in names:
+        try:
+            parts.append(_fingerprint(resolve_model(kind, name)))
+        except (OSError, ValueError):
+            parts.append(str(name))
+    return "|".join(parts)
+
+
+def _fingerprint(path: Path) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(p.relative_to(path.parent).as_posix(), p.stat()) for p in files]
+    return ";".join(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" for name, stat in stats)
 
 
 def models_directory() -> Path:
@@ -232,15 +279,15 @@ def _next_counter(folder: str, filename: str) -> int:
 
 def list_output_files(extensions: tuple[str, ...]) -> list[str]:
     """Names (relative, '/'-separated) of files in the output folder ending in one of ``extensions``."""
-    base = output_directory()
-    if not base.is_dir():
-        return []
-    names = [
-        path.relative_to(base).as_posix()
-        for path in base.rglob("*")
-        if path.is_file() and path.name.lower().endswith(extensions)
-    ]
-    return sorted(names, key=str.lower)
+    return _listing((output_directory(),), tuple(e.lower() for e in extensions), False)
+
+
+def output_file_fingerprint(name: str) -> str:
+    """:func:`model_fingerprint` for a file in the output folder."""
+    try:
+        return _fingerprint(resolve_output_file(name))
+    except (OSError, ValueError):
+        return name
 
 
 def resolve_output_file(name: str) -> Path:
@@ -250,8 +297,6 @@ def resolve_output_file(name: str) -> Path:
     candidate = base / name
     if not candidate.is_file():
         raise FileNotFoundError(f"{name!r} was not found in the output folder {base}.")
-    if not candidate.resolve().is_relative_to(base.resolve()):
-        raise PermissionError(f"{name!r} in {base} links outside the output folder; copy the file there instead.")
     return candidate
 
 
@@ -396,6 +441,7 @@ _resident: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Progress, cancel and previews
 
 _cancel = threading.Event()
+_NOT_MADE = object()
 
 
 def request_cancel() -> None:
@@ -423,21 +469,25 @@ class Progress:
     def __init__(self, total: int, description: str = "HunyuanVideo") -> None:
         self.total = total
         check_cancel()
+        # Made at the first preview latent: only the sampler sends them, and ComfyUI's get_previewer
+        # loads a TAESD model (or warns that it has none) each time it is asked.
+        self._previewer = _NOT_MADE
         if IN_COMFYUI:
             self._bar = _comfy_utils.ProgressBar(total)
-            self._previewer = _make_previewer()
         else:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=description, leave=False)
-            self._previewer = None
 
     def update(self, done: int, preview_latent: torch.Tensor | None = None) -> None:
         check_cancel()
         if IN_COMFYUI:
             preview = None
-            if self._previewer is not None and preview_latent is not None:
-                preview = self._previewer.decode_latent_to_preview_image("JPEG", preview_latent)
+            if preview_latent is not None:
+                if self._previewer is _NOT_MADE:
+                    self._previewer = _make_previewer()
+                if self._previewer is not None:
+                    preview = self._previewer.decode_latent_to_preview_image("JPEG", preview_latent)
             self._bar.update_absolute(done, self.total, preview)
         else:
             self._bar.update(done - self._bar.n)

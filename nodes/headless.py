@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import comfy_env, demo_models
-from .workflow_format import CORE_NODES, WorkflowError, input_options, is_link, load_workflow, node_inputs
+from .widget_checks import value_problem
+from .workflow_format import CORE_NODES, WorkflowError, is_link, load_workflow, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -214,7 +215,6 @@ def _link_problem(api, link, wanted: str, node_classes, check_type: bool) -> str
 
 def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool) -> str | None:
     kind = spec[0]
-    options = input_options(spec)
     value = inputs[name]
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]
@@ -224,16 +224,7 @@ def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool) -> s
         except (TypeError, ValueError):
             return f"{value!r} is not a valid {kind}"
     inputs[name] = value
-    if skip_ranges:
-        return None
-    if "min" in options and value < options["min"]:
-        return f"{value} is below the minimum {options['min']}"
-    if "max" in options and value > options["max"]:
-        return f"{value} is above the maximum {options['max']}"
-    if isinstance(kind, list) and value not in kind:
-        choices = ", ".join(map(repr, kind[:20])) or "(none: is the models folder right?)"
-        return f"{value!r} is not one of the choices: {choices}"
-    return None
+    return None if skip_ranges else value_problem(spec, value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..hunyuan_model.latent import VideoGeometry, empty_latent
+from .widget_checks import validate
 
 CATEGORY = "HunyuanVideo/latent"
 
@@ -60,12 +61,9 @@ class HunyuanVideoEmptyLatent:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width, height, frames, batch):
-        try:
-            VideoGeometry(width=width, height=height, frames=frames, batch=batch)
-        except ValueError as error:
-            return str(error)
-        return True
+    def VALIDATE_INPUTS(cls, width, height, frames):
+        values = {"width": width, "height": height, "frames": frames}
+        return validate(cls.INPUT_TYPES(), values, VideoGeometry)
 
     def generate(self, width, height, frames, batch):
         geometry = VideoGeometry(width=width, height=height, frames=frames, batch=batch)

@@ -48,7 +48,8 @@ class HunyuanVideoModelLoader:
     @classmethod
     def INPUT_TYPES(cls):
         names = _model_names()
-        maps = comfy_env.list_models("diffusion_models", SCALE_MAP_EXTENSIONS)
+        files = comfy_env.list_models("diffusion_models", SCALE_MAP_EXTENSIONS)
+        maps = [name for name in files if "map" in name.rsplit("/", 1)[-1].lower()]  # Tencent's and kijai's names
         return {
             "required": {
                 "model_name": (
@@ -102,13 +103,19 @@ class HunyuanVideoModelLoader:
                     [AUTO, *maps],
                     {
                         "default": AUTO,
-                        "tooltip": "Only for Tencent's FP8 release (*_fp8.pt): its scale map *_fp8_map.pt. auto "
-                        "finds it beside the weights (also kijai's fp8_map.safetensors); FP8 weights without "
-                        "their map are refused, because they would give noise.",
+                        "tooltip": "Only for Tencent's FP8 release (*_fp8.pt): its scale map *_fp8_map.pt (files "
+                        "with 'map' in their name are listed). auto finds it beside the weights (also kijai's "
+                        "fp8_map.safetensors); FP8 weights without their map are refused, because they would "
+                        "give noise.",
                     },
                 ),
             },
         }
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, scale_map=AUTO, **_):
+        maps = () if scale_map in (AUTO, None, "") else (scale_map,)
+        return comfy_env.model_fingerprint("diffusion_models", model_name, *maps)
 
     def load(self, model_name, weight_storage, base_precision, attention, load_device, scale_map=AUTO):
         path = comfy_env.resolve_model("diffusion_models", model_name)

@@ -15,6 +15,7 @@ from ..hunyuan_model.text_encoder.native import embeds_from_conditioning
 from ..hunyuan_model.text_encoder.templates import PromptTemplate, template_named
 from . import comfy_env
 from .types import EMBEDS, TEXT_ENCODER
+from .widget_checks import validate
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -47,6 +48,18 @@ def _pick(names: list[str], *hints: str) -> str:
             if hint in name.lower():
                 return name
     return names[0] if names else ""
+
+
+def _check_nf4_device(llm_weights: str, device: str) -> None:
+    if llm_weights == "nf4" and device == "cpu":
+        raise ValueError(
+            "llm_weights nf4 runs on an NVIDIA GPU only: set device to gpu, or choose fp8_e4m3fn for the CPU."
+        )
+
+
+def _check_custom_template(template: str, custom_template: str) -> None:
+    if template == "custom":
+        PromptTemplate("custom", custom_template)
 
 
 class HunyuanVideoTextEncoderLoader:
@@ -114,10 +127,12 @@ class HunyuanVideoTextEncoderLoader:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, llm_weights=None, device=None):
-        if llm_weights == "nf4" and device == "cpu":
-            return "llm_weights nf4 runs on an NVIDIA GPU only: set device to gpu, or choose fp8_e4m3fn for the CPU."
-        return True
+    def VALIDATE_INPUTS(cls, llm_weights, device):
+        return validate(cls.INPUT_TYPES(), {"llm_weights": llm_weights, "device": device}, _check_nf4_device)
+
+    @classmethod
+    def IS_CHANGED(cls, llm, clip, **_):
+        return comfy_env.model_fingerprint("text_encoders", llm, clip)
 
     def load(self, llm, clip, precision, llm_weights, device, after_encoding):
         llm_path = comfy_env.resolve_model("text_encoders", llm)
@@ -218,13 +233,9 @@ class HunyuanVideoTextEncode:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, template=None, custom_template=None, **_):
-        if template == "custom" and custom_template is not None:
-            try:
-                PromptTemplate("custom", custom_template)
-            except ValueError as error:
-                return str(error)
-        return True
+    def VALIDATE_INPUTS(cls, template, custom_template):
+        values = {"template": template, "custom_template": custom_template}
+        return validate(cls.INPUT_TYPES(), values, _check_custom_template)
 
     def encode(
         self,
@@ -328,11 +339,8 @@ class HunyuanVideoTextEmbedsLoad:
         }
 
     @classmethod
-    def IS_CHANGED(cls, embeds_file):
-        try:
-            return comfy_env.resolve_output_file(embeds_file).stat().st_mtime_ns
-        except (OSError, ValueError):
-            return embeds_file
+    def IS_CHANGED(cls, embeds_file, **_):
+        return comfy_env.output_file_fingerprint(embeds_file)
 
     def load(self, embeds_file):
         return (load_embeds(comfy_env.resolve_output_file(embeds_file)),)

@@ -17,6 +17,7 @@ from ..hunyuan_model.vae import (
 )
 from . import comfy_env
 from .types import VAE
+from .widget_checks import validate
 
 CATEGORY = "HunyuanVideo/vae"
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
@@ -37,11 +38,16 @@ class HunyuanVideoVAELoader:
 
     @classmethod
     def INPUT_TYPES(cls):
+        names = comfy_env.list_models("vae", EXTENSIONS)
         return {
             "required": {
                 "vae_name": (
-                    comfy_env.list_models("vae", EXTENSIONS),
-                    {"tooltip": "VAE weight file in models/vae (.safetensors or Tencent's .pt)."},
+                    names,
+                    {
+                        # models/vae holds every model's VAE: start on HunyuanVideo's, not the first by name.
+                        "default": next((n for n in names if "hunyuan" in n.lower()), names[0] if names else ""),
+                        "tooltip": "VAE weight file in models/vae (.safetensors or Tencent's .pt).",
+                    },
                 ),
                 "precision": (
                     list(PRECISIONS),
@@ -53,6 +59,10 @@ class HunyuanVideoVAELoader:
                 ),
             }
         }
+
+    @classmethod
+    def IS_CHANGED(cls, vae_name, **_):
+        return comfy_env.model_fingerprint("vae", vae_name)
 
     def load(self, vae_name, precision):
         path = comfy_env.resolve_model("vae", vae_name)
@@ -101,13 +111,19 @@ def _tiling_inputs() -> dict:
 
 
 def _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap):
-    if tiling != "manual":
-        return True  # the sizes are not used
-    try:
-        Tiling(tile_size, overlap, temporal_size, temporal_overlap)
-    except ValueError as error:
-        return str(error)
-    return True
+    values = {
+        "tiling": tiling,
+        "tile_size": tile_size,
+        "overlap": overlap,
+        "temporal_size": temporal_size,
+        "temporal_overlap": temporal_overlap,
+    }
+    return validate({"required": _tiling_inputs()}, values, _check_manual_tiling)
+
+
+def _check_manual_tiling(tiling, **sizes) -> None:
+    if tiling == "manual":  # otherwise the sizes are not used
+        Tiling(**sizes)
 
 
 class _TileProgress:
@@ -208,7 +224,8 @@ class HunyuanVideoVAEEncode:
         return _validate_tiling(tiling, tile_size, overlap, temporal_size, temporal_overlap)
 
     def encode(self, vae, pixels, tiling, tile_size, overlap, temporal_size, temporal_overlap):
-        video = pixels.unsqueeze(0)  # b f h w c, the IMAGE batch being one video's frames
+        # b f h w c: the IMAGE batch is one video's frames; an alpha channel is dropped, as core VAE Encode does.
+        video = pixels[..., :3].unsqueeze(0)
         check_frames(video)
         shape = (1, 3) + tuple(video.shape[1:4])
         manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap) if tiling == "manual" else None

@@ -6,6 +6,7 @@ import json
 
 from ..hunyuan_model.video_file import VIDEO_FORMATS, check_crf, write_video
 from . import comfy_env
+from .widget_checks import validate
 
 CATEGORY = "HunyuanVideo/video"
 
@@ -67,11 +68,7 @@ class HunyuanVideoSaveVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, format, crf):
-        try:
-            check_crf(format, crf)
-        except ValueError as error:
-            return str(error)
-        return True
+        return validate(cls.INPUT_TYPES(), {"format": format, "crf": crf}, check_crf)
 
     def save(self, images, filename_prefix, format, fps, crf, prompt=None, extra_pnginfo=None):
         frames, height, width = images.shape[0], images.shape[1], images.shape[2]

@@ -1,11 +1,12 @@
 """The standalone side of the ComfyUI adapter: model folders, the path guard, devices, cancel."""
 
 import os
+import time
 
 import pytest
 import torch
 
-from hunyuanvideo_pack.nodes import comfy_env
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
 
 
 def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
@@ -20,6 +21,75 @@ def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
     assert comfy_env.list_models("diffusion_models", (".safetensors", ".gguf")) == ["a.safetensors", "sub/b.gguf"]
     assert comfy_env.list_models("text_encoders", (".safetensors",), include_dirs=True) == ["llava"]
     assert comfy_env.list_models("text_encoders", (".safetensors",)) == ["llava/model.safetensors"]
+
+
+def _age(root, seconds: float = 60.0) -> None:
+    """Date every directory under ``root`` back, as folders that have not changed for a while."""
+    then = time.time() - seconds
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (then, then))
+
+
+def test_listings_are_kept_until_a_folder_in_them_changes(models_dir, monkeypatch):
+    (models_dir / "unet" / "sub").mkdir()
+    (models_dir / "unet" / "sub" / "a.gguf").write_bytes(b"x")
+    _age(models_dir)
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, **kw: walked.append(str(top)) or real_walk(top, **kw))
+
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf"]
+    assert len(walked) == 2  # diffusion_models and unet
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf"]
+    assert len(walked) == 2  # nothing changed: nothing walked again
+
+    (models_dir / "unet" / "sub" / "b.gguf").write_bytes(b"x")  # a change two levels down
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf", "sub/b.gguf"]
+    assert len(walked) == 4
+    # Just changed: the folder may change again within its mtime's resolution, so it is walked each time.
+    assert comfy_env.list_models("diffusion_models", (".gguf",)) == ["sub/a.gguf", "sub/b.gguf"]
+    assert len(walked) == 6
+
+
+def test_output_files_are_listed_from_subfolders_but_not_hidden_ones(models_dir):
+    output = models_dir.parent / "output"
+    for name in ("embeds_00001_.safetensors", "hv/embeds_00002_.SAFETENSORS", ".cache/x.safetensors", "a.png"):
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        (output / name).write_bytes(b"x")
+    assert comfy_env.list_output_files((".safetensors",)) == [
+        "embeds_00001_.safetensors",
+        "hv/embeds_00002_.SAFETENSORS",
+    ]
+
+
+def test_a_model_fingerprint_changes_when_the_file_is_replaced(models_dir):
+    vae = models_dir / "vae" / "a.safetensors"
+    vae.write_bytes(b"x")
+    (models_dir / "diffusion_models" / "diffusers").mkdir()
+    shard = models_dir / "diffusion_models" / "diffusers" / "model.safetensors"
+    shard.write_bytes(b"x")
+    before = comfy_env.model_fingerprint("vae", "a.safetensors")
+    folder = comfy_env.model_fingerprint("diffusion_models", "diffusers")
+    assert comfy_env.model_fingerprint("vae", "a.safetensors") == before
+    vae.write_bytes(b"yy")
+    shard.write_bytes(b"yy")
+    assert comfy_env.model_fingerprint("vae", "a.safetensors") != before
+    assert comfy_env.model_fingerprint("diffusion_models", "diffusers") != folder
+    assert comfy_env.model_fingerprint("vae", "gone.safetensors", None) == "gone.safetensors|None"
+
+
+def test_every_loader_reruns_when_one_of_its_files_changes_on_disk(demo_models_dir, models_dir):
+    comfy_env.configure(models_dir=demo_models_dir)
+    choices = {}  # node -> {input: file name}
+    for (node, name), kind in demo_models.MODEL_INPUTS.items():
+        choices.setdefault(node, {})[name] = next((demo_models_dir / kind).glob("*.safetensors")).name
+    for (node, name), kind in demo_models.MODEL_INPUTS.items():
+        is_changed = NODE_CLASS_MAPPINGS[node].IS_CHANGED
+        before = is_changed(**choices[node])
+        assert is_changed(**choices[node]) == before, node
+        stat = (path := demo_models_dir / kind / choices[node][name]).stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+        assert is_changed(**choices[node]) != before, (node, name)
 
 
 def test_a_name_inside_the_folders_resolves(models_dir):
@@ -42,12 +112,13 @@ def test_absolute_names_are_refused(models_dir, name):
         comfy_env.resolve_model("vae", name)
 
 
-def test_a_symlink_leading_out_of_the_folders_is_refused(models_dir, tmp_path):
+def test_a_symlink_leading_out_of_the_folders_is_followed_as_comfyui_does(models_dir, tmp_path):
+    # Linking model files in from another drive is common; only the folders' owner can make a link.
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"x")
     os.symlink(outside, models_dir / "vae" / "link.safetensors")
-    with pytest.raises(PermissionError, match="outside the vae folders"):
-        comfy_env.resolve_model("vae", "link.safetensors")
+    assert comfy_env.list_models("vae", (".safetensors",)) == ["link.safetensors"]
+    assert comfy_env.resolve_model("vae", "link.safetensors").resolve() == outside
 
 
 def test_a_symlink_inside_the_folders_is_fine(models_dir):
@@ -87,3 +158,35 @@ def test_cancel_raises_at_the_next_progress_update_once():
         with pytest.raises(comfy_env.Cancelled):
             progress.update(2)
         progress.update(3)  # the flag is consumed: a new run is not cancelled
+
+
+def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(monkeypatch):
+    # ComfyUI's get_previewer loads a TAESD model, or warns that there is none, each time it is called.
+    bars, made = [], []
+
+    class Bar:
+        def __init__(self, total):
+            bars.append([])
+
+        def update_absolute(self, value, total, preview):
+            bars[-1].append((value, preview))
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, format, latent):
+            return (format, latent.shape)
+
+    monkeypatch.setattr(comfy_env, "IN_COMFYUI", True)
+    never_interrupted = type("MM", (), {"throw_exception_if_processing_interrupted": lambda: None})
+    monkeypatch.setattr(comfy_env, "_mm", never_interrupted, raising=False)
+    monkeypatch.setattr(comfy_env, "_comfy_utils", type("Utils", (), {"ProgressBar": Bar}), raising=False)
+    monkeypatch.setattr(comfy_env, "_make_previewer", lambda: made.append(1) or Previewer())
+
+    with comfy_env.Progress(2) as loading:
+        loading.update(1)
+        loading.update(2)
+    latent = torch.zeros(1, 16, 1, 2, 2)
+    with comfy_env.Progress(2) as sampling:
+        sampling.update(1, latent)
+        sampling.update(2, latent)
+    assert made == [1]
+    assert bars == [[(1, None), (2, None)], [(1, ("JPEG", latent.shape)), (2, ("JPEG", latent.shape))]]

@@ -187,7 +187,7 @@ def test_validation_reports_every_problem_before_anything_runs(models_dir):
         "node 1 (HunyuanVideoEmptyLatent): frames must be of the form 4k+1",
         "node 2 (ToyDecode): shade: 2.0 is above the maximum 1.0",
         "node 3 (HunyuanVideoSaveVideo): required input 'fps' is missing",
-        "node 3 (HunyuanVideoSaveVideo): unknown video format 'avi'; expected one of ['mp4', 'webm']",
+        "node 3 (HunyuanVideoSaveVideo): format 'avi' is not one of the choices: 'mp4', 'webm'",
         "node 5 (ToyCheck): text: node 1 (HunyuanVideoEmptyLatent) gives LATENT, this input takes STRING",
     ):
         assert expected in message

@@ -56,6 +56,6 @@ def test_node_returns_a_comfyui_latent_dict():
 
 
 def test_node_validation_reports_the_error_text_before_running():
-    assert HunyuanVideoEmptyLatent.VALIDATE_INPUTS(width=848, height=480, frames=73, batch=1) is True
-    message = HunyuanVideoEmptyLatent.VALIDATE_INPUTS(width=848, height=480, frames=70, batch=1)
+    assert HunyuanVideoEmptyLatent.VALIDATE_INPUTS(width=848, height=480, frames=73) is True
+    message = HunyuanVideoEmptyLatent.VALIDATE_INPUTS(width=848, height=480, frames=70)
     assert "Nearest valid: 69 or 73" in message

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint.safetensors_file import read_header
 from ..identify import TEXT_ENCODER_LOADER, ModelKind, identify
 
 SAFETENSORS = (".safetensors", ".sft")
@@ -61,6 +62,7 @@ class TensorSource:
         if suffix in SAFETENSORS:
             from safetensors import safe_open
 
+            read_header(file)  # a truncated or damaged file is named as such, not by safetensors' bare message
             handle = safe_open(str(file), framework="pt", device="cpu")
             self._where.update(dict.fromkeys(handle.keys(), handle))
         elif suffix in PICKLES:

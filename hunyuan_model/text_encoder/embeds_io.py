@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..checkpoint.safetensors_file import read_header
 from ..conditioning import PromptEmbeds, TextEmbeds
 
 METADATA_KEY = "hunyuanvideo_text_embeds"
@@ -40,6 +41,7 @@ def load_embeds(path: str | Path) -> TextEmbeds:
     from safetensors import safe_open
 
     path = Path(path)
+    read_header(path)  # a truncated or damaged file is named as such, not by safetensors' bare message
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         info = (handle.metadata() or {}).get(METADATA_KEY)
         if info is None:

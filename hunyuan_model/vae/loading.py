@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint.safetensors_file import read_header
 from ..latent import LATENT_CHANNELS
 from .config import VAEConfig
 from .keys import canonical_state_dict
@@ -57,6 +58,7 @@ def read_state_dict(path: Path) -> dict:
     if suffix in SAFETENSORS:
         from safetensors import safe_open
 
+        read_header(path)  # a truncated or damaged file is named as such, not by safetensors' bare message
         with safe_open(path, framework="pt") as file:
             return {key: file.get_tensor(key) for key in file.keys()}
     if suffix in PICKLES:
