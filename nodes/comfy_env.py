@@ -137,15 +137,24 @@ def resolve_model(kind: str, name: str) -> Path:
     """Full path of model ``name`` of ``kind``; refuses any name that leaves the model folders.
 
     Workflows are shared files, so a model name from one must not reach arbitrary paths: absolute
-    names and ``..`` parts are refused. Symlinks inside the folders are followed wherever they
-    point, as ComfyUI follows them: only the folders' owner can make one.
+    names, ``..`` parts and symlinks that lead out of the folders are refused. A folder of the kind
+    may itself be a link (or be added through ComfyUI's extra_model_paths.yaml): what lies inside it
+    is inside.
     """
     _check_relative_name(name)
     folders = model_folders(kind)
     for base in folders:
         candidate = base / name
-        if candidate.exists():
-            return candidate
+        if not candidate.exists():
+            continue
+        real = candidate.resolve()
+        if not real.is_relative_to(base.resolve()):
+            raise PermissionError(
+                f"model {name!r} in {base} is a link to {real}, outside the {kind} folders, and names from "
+                f"workflows may not leave them. Move the file into {base}, or add its folder to ComfyUI's "
+                f"extra_model_paths.yaml (headless: --models-dir) instead of linking single files."
+            )
+        return candidate
     searched = ", ".join(str(f) for f in folders) or "(no folders configured)"
     raise FileNotFoundError(
         f"model {name!r} was not found in the {kind} folders: {searched}. "

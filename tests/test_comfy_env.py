@@ -112,13 +112,22 @@ def test_absolute_names_are_refused(models_dir, name):
         comfy_env.resolve_model("vae", name)
 
 
-def test_a_symlink_leading_out_of_the_folders_is_followed_as_comfyui_does(models_dir, tmp_path):
-    # Linking model files in from another drive is common; only the folders' owner can make a link.
+def test_a_symlink_leading_out_of_the_folders_is_refused(models_dir, tmp_path):
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"x")
     os.symlink(outside, models_dir / "vae" / "link.safetensors")
-    assert comfy_env.list_models("vae", (".safetensors",)) == ["link.safetensors"]
-    assert comfy_env.resolve_model("vae", "link.safetensors").resolve() == outside
+    assert comfy_env.list_models("vae", (".safetensors",)) == ["link.safetensors"]  # shown, then explained
+    with pytest.raises(PermissionError, match="outside the vae folders.*extra_model_paths.yaml"):
+        comfy_env.resolve_model("vae", "link.safetensors")
+
+
+def test_a_kind_folder_that_is_itself_a_link_is_inside(models_dir, tmp_path):
+    elsewhere = tmp_path / "big_drive" / "vae"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "v.safetensors").write_bytes(b"x")
+    (models_dir / "vae").rmdir()
+    os.symlink(elsewhere, models_dir / "vae")
+    assert comfy_env.resolve_model("vae", "v.safetensors").resolve() == elsewhere / "v.safetensors"
 
 
 def test_a_symlink_inside_the_folders_is_fine(models_dir):
