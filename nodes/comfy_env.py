@@ -14,15 +14,15 @@ import gc
 import logging
 import os
 import threading
-import time
 import weakref
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from ..hunyuan_model.handle import module_bytes, resident_bytes, same_device
 from ..hunyuan_model.offload.memory_plan import device_free_bytes
+from . import files
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -82,55 +82,7 @@ def list_models(kind: str, extensions: tuple[str, ...], include_dirs: bool = Fal
     With ``include_dirs``, folders holding a ``config.json`` (transformers or diffusers layouts)
     are listed too, and not searched further.
     """
-    return _listing(tuple(model_folders(kind)), tuple(e.lower() for e in extensions), include_dirs)
-
-
-# ComfyUI asks for a node's INPUT_TYPES on every /object_info and several times per queued prompt, so
-# folder listings are kept, as folder_paths keeps its own, until a directory they walked changes.
-# A directory changed within the last seconds may change again within its mtime's resolution:
-# such a listing is not kept.
-_RECENT_S = 2.0
-_listings: dict[tuple, tuple[list[str], dict[str, int | None]]] = {}
-
-
-def _listing(bases: tuple[Path, ...], extensions: tuple[str, ...], include_dirs: bool) -> list[str]:
-    key = (bases, extensions, include_dirs)
-    if key in _listings:
-        names, stamps = _listings[key]
-        if all(_mtime_ns(folder) == stamp for folder, stamp in stamps.items()):
-            return list(names)
-    names, stamps = set(), {}
-    for base in bases:
-        stamps[str(base)] = _mtime_ns(base)
-        if base.is_dir():
-            names.update(_walk(base, extensions, include_dirs, stamps))
-    names = sorted(names, key=str.lower)
-    newest = max((stamp for stamp in stamps.values() if stamp is not None), default=0)
-    if time.time_ns() - newest > _RECENT_S * 1e9:
-        _listings[key] = (names, stamps)
-    return list(names)
-
-
-def _walk(base: Path, extensions: tuple[str, ...], include_dirs: bool, stamps: dict) -> list[str]:
-    """Matching names under ``base``; every directory looked into is stamped with its mtime."""
-    names = []
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-        stamps[dirpath] = _mtime_ns(dirpath)
-        here = Path(dirpath)
-        if include_dirs and here != base and "config.json" in filenames:
-            names.append(here.relative_to(base).as_posix())
-            dirnames.clear()
-            continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        names += [(here / f).relative_to(base).as_posix() for f in filenames if f.lower().endswith(extensions)]
-    return names
-
-
-def _mtime_ns(folder: str | Path) -> int | None:
-    try:
-        return os.stat(folder).st_mtime_ns
-    except OSError:
-        return None
+    return files.folder_listing(tuple(model_folders(kind)), tuple(e.lower() for e in extensions), include_dirs)
 
 
 def resolve_model(kind: str, name: str) -> Path:
@@ -141,7 +93,7 @@ def resolve_model(kind: str, name: str) -> Path:
     may itself be a link (or be added through ComfyUI's extra_model_paths.yaml): what lies inside it
     is inside.
     """
-    _check_relative_name(name)
+    files.check_relative_name(name)
     folders = model_folders(kind)
     for base in folders:
         candidate = base / name
@@ -162,20 +114,6 @@ def resolve_model(kind: str, name: str) -> Path:
     )
 
 
-def _check_relative_name(name: str) -> None:
-    if not name or not name.strip():
-        raise ValueError("no model file chosen: pick one from the list (is the models folder empty?).")
-    for pure in (PurePosixPath(name), PureWindowsPath(name)):
-        if pure.is_absolute() or pure.drive or pure.root:
-            raise PermissionError(
-                f"model name {name!r} is an absolute path; only names inside the model folders are allowed."
-            )
-        if ".." in pure.parts:
-            raise PermissionError(
-                f"model name {name!r} contains '..'; only names inside the model folders are allowed."
-            )
-
-
 def model_fingerprint(kind: str, *names: str) -> str:
     """For a loader's ``IS_CHANGED``: size and modification time of the chosen model files (every file of
     a chosen folder). It changes when a file is replaced on disk under the same name, so ComfyUI's cache
@@ -183,16 +121,10 @@ def model_fingerprint(kind: str, *names: str) -> str:
     parts = []
     for name in names:
         try:
-            parts.append(_fingerprint(resolve_model(kind, name)))
+            parts.append(files.fingerprint(resolve_model(kind, name)))
         except (OSError, ValueError):
             parts.append(str(name))
     return "|".join(parts)
-
-
-def _fingerprint(path: Path) -> str:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    stats = [(p.relative_to(path.parent).as_posix(), p.stat()) for p in files]
-    return ";".join(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" for name, stat in stats)
 
 
 def models_directory() -> Path:
@@ -233,7 +165,7 @@ def save_target(filename_prefix: str, width: int, height: int) -> SaveTarget:
         )
         return SaveTarget(Path(folder), filename, counter, subfolder)
     output_dir = os.path.abspath(_standalone["output_dir"])
-    prefix = os.path.normpath(_expand_prefix(filename_prefix, width, height))
+    prefix = os.path.normpath(files.expand_prefix(filename_prefix, width, height))
     subfolder, filename = os.path.dirname(prefix), os.path.basename(prefix)
     folder = os.path.abspath(os.path.join(output_dir, subfolder))
     if os.path.commonpath((output_dir, folder)) != output_dir:
@@ -242,7 +174,7 @@ def save_target(filename_prefix: str, width: int, height: int) -> SaveTarget:
             f"use a plain name or a subfolder such as 'video/HunyuanVideo'."
         )
     os.makedirs(folder, exist_ok=True)
-    return SaveTarget(Path(folder), filename, _next_counter(folder, filename), subfolder)
+    return SaveTarget(Path(folder), filename, files.next_counter(folder, filename), subfolder)
 
 
 def metadata_enabled() -> bool:
@@ -254,54 +186,22 @@ def metadata_enabled() -> bool:
     return True
 
 
-def _expand_prefix(prefix: str, width: int, height: int) -> str:
-    if "%" not in prefix:
-        return prefix
-    now = time.localtime()
-    values = {
-        "width": width,
-        "height": height,
-        "year": now.tm_year,
-        "month": f"{now.tm_mon:02}",
-        "day": f"{now.tm_mday:02}",
-        "hour": f"{now.tm_hour:02}",
-        "minute": f"{now.tm_min:02}",
-        "second": f"{now.tm_sec:02}",
-    }
-    for key, value in values.items():
-        prefix = prefix.replace(f"%{key}%", str(value))
-    return prefix
-
-
-def _next_counter(folder: str, filename: str) -> int:
-    # ComfyUI's rule: among files named "<filename>_<digits>..." (case-insensitive where the file
-    # system is), continue after the highest <digits>; a name with no digits there counts as 0.
-    start = len(filename) + 1
-    used = []
-    for name in os.listdir(folder):
-        if name[start - 1 : start] != "_" or os.path.normcase(name[: start - 1]) != os.path.normcase(filename):
-            continue
-        digits = name[start:].split("_")[0]
-        used.append(int(digits) if digits.isdigit() else 0)
-    return max(used, default=0) + 1
-
-
 def list_output_files(extensions: tuple[str, ...]) -> list[str]:
     """Names (relative, '/'-separated) of files in the output folder ending in one of ``extensions``."""
-    return _listing((output_directory(),), tuple(e.lower() for e in extensions), False)
+    return files.folder_listing((output_directory(),), tuple(e.lower() for e in extensions), False)
 
 
 def output_file_fingerprint(name: str) -> str:
     """:func:`model_fingerprint` for a file in the output folder."""
     try:
-        return _fingerprint(resolve_output_file(name))
+        return files.fingerprint(resolve_output_file(name))
     except (OSError, ValueError):
         return name
 
 
 def resolve_output_file(name: str) -> Path:
     """Full path of file ``name`` in the output folder; refuses names that leave it (as :func:`resolve_model`)."""
-    _check_relative_name(name)
+    files.check_relative_name(name)
     base = output_directory()
     candidate = base / name
     if not candidate.is_file():
