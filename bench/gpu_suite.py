@@ -1,0 +1,559 @@
+"""The GPU evidence in one command: full-size speed, emulated 24/16/12 GB cards, block-swap overhead, VAE decode,
+numerics. Issue 16; results go to ``bench/results/`` and feed the README's VRAM table (``tools/vram_guide.py``).
+
+    python3 bench/gpu_suite.py [--out DIR] [--budget 420] [--only numerics speed caps vae]
+
+On a machine without CUDA it says so and exits 0. ``--dry-run`` runs every task on the CPU with a tiny
+DiT and VAE (the CPU test does, so the script cannot rot).
+
+ONE DEVICE CALL (the workplace's ``device`` tool; the machine has PyTorch with CUDA, Triton and numpy, which
+is all the suite imports). Optional SageAttention 1 (pure Triton, 20 kB) travels as a wheel; fetch it once
+in the repository root (flash-attn has no wheel that installs without network, so it is not carried)::
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+        --platform manylinux_2_28_x86_64 -d .whl sageattention==1.0.6
+
+then ``run`` with ``carry: [".whl"]``, ``timeout_s: 560`` and the command::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+    && export PYTHONPATH=/tmp/site; PYTHONUNBUFFERED=1 python3 bench/gpu_suite.py --out $OUT 2>&1 | tee $OUT/log.txt
+
+(without the wheel: ``carry: []`` and only the second line). The tasks stop at ``--budget`` seconds
+(default 420: with model building and the interpreter's start the run ends within 8 minutes on an H200,
+and the machine's start leaves the 15-minute lease room for a rerun of ``--only`` some groups with a
+smaller budget). JSON and table are written after every task, so a run stopped early still returns
+what it measured. Copy ``$OUT/gpu_suite_<date>.json`` to ``bench/results/``, run
+``python3 tools/vram_guide.py`` and commit both.
+
+WHAT IT MEASURES, in this order (tasks predicted not to fit the budget are skipped and listed):
+
+1. numerics: the tiny DiT in bf16 on the GPU against fp32 on the CPU (relative L2 bound 0.03), scaled FP8
+   against fp32 (0.08), ``fp8_e4m3fn_fast`` against scaled FP8 (0.10); on the CPU these measure 0.009,
+   0.034 and 0.034;
+2. speed: the released 12.8B DiT (random bf16 weights built on the GPU, ``suite_models.py``), text
+   encoders absent (256 random text tokens, as the pipeline pads), for each installed attention backend
+   (sdpa first) in bf16, then scaled FP8 with sdpa: one untimed warm-up forward at the smaller video,
+   then one timed forward (= one step; the model is guidance-distilled) per video; seconds, TFLOP/s
+   and MFU from ``flops.py``'s count, against the bf16 matmul rate measured at start (8192^3, about
+   790 TFLOP/s on an H200) and the datasheet's 989.5; peak memory against the memory model's estimate;
+3. caps: each emulated card (``suite_gauge.py``: 24 GB with bf16 weights, 16 and 12 GB with scaled FP8)
+   runs HunyuanVideo Block Swap on ``auto`` from RAM at each video: the plan, the measured peak against
+   its estimate (allocated against weights + buffers + activations; reserved against the whole estimate
+   with its margin), the step against the uncapped step; prefetch off at 720p on the 24 GB card;
+4. vae: the released VAE (random weights, bf16) decodes a 1280x720x129 latent under each cap with
+   ``auto`` tiling: the tiling, seconds, peak above the weights against the tile estimate;
+5. then ``fp8_e4m3fn_fast`` speed, prefetch off on the remaining caps and videos, FP8 with the other
+   attention backends.
+
+Targets it reports against (never asserted): bf16 1280x720x129 at least 55% MFU with the best attention;
+prefetch overhead under 5% of the step at 720p on the 24 GB card; no OOM and peak within 10% of the
+estimate on every card; tiled decode under each cap without OOM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import import_pack  # noqa: E402
+
+import_pack()
+from flops import dit_forward_flops, mfu  # noqa: E402
+from suite_budget import Budget  # noqa: E402
+from suite_gauge import GIB, Gauge, card_free_bytes  # noqa: E402
+from suite_models import (  # noqa: E402
+    BF16,
+    FP8_FAST,
+    FP8_SCALED,
+    model_inputs,
+    random_dit,
+    random_vae,
+    set_fp8_kernel,
+)
+from suite_report import markdown  # noqa: E402
+
+from hunyuanvideo_pack.hunyuan_model import (  # noqa: E402
+    DiTConfig,
+    TransformerHandle,
+    VAEConfig,
+    auto_tiling,
+    installed_backends,
+    vae_decode,
+)
+from hunyuanvideo_pack.hunyuan_model.dit import HunyuanVideoTransformer, init_random_weights  # noqa: E402
+from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap, ModelSizes, SwapChoice, Workload, estimate  # noqa: E402
+from hunyuanvideo_pack.hunyuan_model.quant import (  # noqa: E402
+    CastLinear,
+    ScaledMMLinear,
+    StoredWeight,
+    WeightStorage,
+    quantizable_linears,
+    scaled_mm_unsupported_reason,
+    swap_linears,
+)
+from hunyuanvideo_pack.hunyuan_model.vae import estimate_bytes  # noqa: E402
+
+GUIDANCE = 6.0
+DATASHEET_BF16 = 989.5e12  # H100/H200 SXM dense bf16
+CARD_WEIGHTS = {"bf16": BF16, "FP8": FP8_SCALED}  # tools/vram_guide.py's row labels -> the suite's formats
+NUMERICS_BOUNDS = {"bf16_vs_fp32": 0.03, "fp8_scaled_vs_fp32": 0.08, "fp8_fast_vs_fp8_scaled": 0.10}
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+GROUPS = ("numerics", "speed", "caps", "vae")
+
+
+@dataclass(frozen=True)
+class Card:
+    """An emulated card: ``card_gb`` as the vram guide names it, the weights it runs, and the bytes free to
+    the process (None: derived from the model, in dry runs, so that the plan swaps every double block)."""
+
+    card_gb: int
+    weights: str
+    free_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Setup:
+    device: torch.device
+    dit: DiTConfig
+    vae: VAEConfig
+    videos: tuple[str, ...]  # width x height x frames, smallest first
+    vae_video: str
+    cards: tuple[Card, ...]
+    text_tokens: int = 256  # the pipeline pads prompts to 256; random embeds stand in for the encoders
+    numerics_latent: tuple[int, ...] = (1, 16, 5, 16, 16)
+    dry_run: bool = False
+
+    @classmethod
+    def released(cls) -> Setup:
+        cards = tuple(
+            Card(gb, weights, card_free_bytes(gb)) for gb, weights in ((24, "bf16"), (16, "FP8"), (12, "FP8"))
+        )
+        return cls(
+            torch.device("cuda"),
+            DiTConfig.released(),
+            VAEConfig.released(),
+            ("960x544x97", "1280x720x129"),
+            "1280x720x129",
+            cards,
+        )
+
+    @classmethod
+    def tiny(cls) -> Setup:
+        """Everything on the CPU at toy sizes: the suite's code paths in seconds."""
+        cards = tuple(Card(gb, weights, None) for gb, weights in ((24, "bf16"), (16, "FP8")))
+        config = DiTConfig.tiny(double_blocks=3, single_blocks=2)
+        videos = ("32x32x5", "48x32x5")
+        return cls(torch.device("cpu"), config, VAEConfig.tiny(), videos, videos[0], cards, 8, (1, 16, 2, 4, 4), True)
+
+
+def latent_shape(video: str) -> tuple[int, int, int, int, int]:
+    """``"WxHxF"`` -> the latent ``[1, 16, (F - 1) / 4 + 1, H / 8, W / 8]``."""
+    width, height, frames = (int(v) for v in video.split("x"))
+    return (1, 16, (frames - 1) // 4 + 1, height // 8, width // 8)
+
+
+@dataclass
+class Task:
+    name: str
+    group: str
+    predict: Callable[[], float]
+    run: Callable[[], None]
+
+
+@dataclass
+class Suite:
+    setup: Setup
+    budget: Budget
+    out: Path
+    results: dict = field(default_factory=dict)
+    _dit: dict = field(default_factory=dict)  # "bf16" / "fp8" -> model
+    _vae: object = None
+
+    def __post_init__(self) -> None:
+        self.gauge = Gauge(self.setup.device)
+        self.results.update(environment(self.setup), budget_s=self.budget.seconds, skipped=self.budget.skipped)
+        for key in ("numerics", "speed", "caps", "vae", "errors"):
+            self.results.setdefault(key, [])
+        self.results["flops"] = {
+            video: dit_forward_flops(self.setup.dit, latent_shape(video), self.setup.text_tokens).as_dict()
+            for video in self.setup.videos
+        }
+
+    # -- the plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> list[Task]:
+        """Every task, most important first (module doc)."""
+        s, backends = self.setup, attention_backends()
+        small, large = s.videos[0], s.videos[-1]
+        tasks = [Task("numerics: tiny DiT", "numerics", lambda: 20.0, self.numerics)]
+        tasks += [t for b in backends for t in self.speed_tasks(BF16, b)]
+        tasks += self.speed_tasks(FP8_SCALED, "sdpa")
+        first, *others = s.cards
+        tasks += [self.cap_task(first, video, True) for video in s.videos] + [self.cap_task(first, large, False)]
+        tasks += [self.cap_task(card, video, True) for card in others for video in s.videos]
+        tasks += [self.vae_task(card) for card in s.cards]
+        tasks += self.speed_tasks(FP8_FAST, "sdpa")
+        tasks += [self.cap_task(card, small, False) for card in s.cards]
+        tasks += [self.cap_task(card, large, False) for card in others]
+        tasks += [t for b in backends[1:] for w in (FP8_SCALED, FP8_FAST) for t in self.speed_tasks(w, b)]
+        return tasks
+
+    def run(self, groups: tuple[str, ...] = GROUPS) -> None:
+        self.results["ceiling"] = self.ceiling()
+        for task in self.plan():
+            if task.group not in groups or not self.budget.allows(task.name, task.predict()):
+                continue
+            print(f"[{self.budget.elapsed():6.1f} s] {task.name}", flush=True)
+            self.attempt(task.name, task.run)
+            self.save()
+        self.results["elapsed_s"] = round(self.budget.elapsed(), 1)
+        self.save()
+
+    def attempt(self, name: str, fn: Callable[[], None]) -> None:
+        """Run ``fn``; a failure is recorded (with its traceback's end) and the suite goes on."""
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001 - one broken task must not cost the others
+            message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            print(f"  FAILED {name}: {message}", flush=True)
+            self.results["errors"].append({"task": name, "error": message, "trace": traceback.format_exc()[-1500:]})
+            self.gauge.release()
+
+    # -- speed ------------------------------------------------------------------------------------
+
+    def speed_tasks(self, weights: str, attention: str) -> list[Task]:
+        def forward_s(video: str) -> float:
+            return self.budget.forward_seconds(self.flops(video), weights, attention)
+
+        def prepare_s() -> float:
+            if self.dit_model(weights, build=False) is None:
+                return self.budget.guess(f"build {weights}", 30.0)
+            return self.budget.guess("move to RAM", 15.0)
+
+        warm = self.setup.videos[0]
+        tasks = [
+            Task(
+                f"speed {weights} {attention}: build + warm-up {warm}",
+                "speed",
+                lambda: prepare_s() + forward_s(warm) * 1.5,
+                lambda: self.speed_step(weights, attention, warm, record=False),
+            )
+        ]
+        for video in self.setup.videos:
+            tasks.append(
+                Task(
+                    f"speed {weights} {attention} {video}",
+                    "speed",
+                    lambda v=video: forward_s(v),
+                    lambda v=video: self.speed_step(weights, attention, v, record=True),
+                )
+            )
+        return tasks
+
+    def speed_step(self, weights: str, attention: str, video: str, record: bool) -> None:
+        model = self.dit_model(weights, build=True)
+        self.to_device(model, self.setup.device)
+        model.attention_backend = attention
+        shape = latent_shape(video)
+        inputs = model_inputs(self.setup.dit, shape, self.setup.text_tokens, self.setup.device)
+        self.gauge.reset_peak()
+        out, seconds = self.gauge.timed(lambda: model(*inputs[:3], None, inputs[3], GUIDANCE))
+        flops = self.flops(video)
+        self.budget.saw_forward(flops, seconds, weights, attention)
+        entry = {"weights": weights, "attention": attention, "video": video, "seconds": round(seconds, 3)}
+        entry |= self.rates(flops, seconds) | self.gauge.peaks() | {"finite": bool(torch.isfinite(out).all())}
+        entry["estimate_peak"] = estimate(ModelSizes.of(model), SwapChoice(), Workload(shape)).peak
+        print(f"  {'' if record else 'warm-up '}{_describe(entry)}", flush=True)
+        if record:
+            self.results["speed"].append(entry)
+
+    def rates(self, flops: int, seconds: float) -> dict:
+        ceiling = self.results.get("ceiling", {}).get("bf16_matmul_flops")
+        entry = {"tflops": round(flops / seconds / 1e12, 1)}
+        if ceiling:
+            entry["mfu"] = round(mfu(flops, seconds, ceiling), 4)
+            entry["mfu_datasheet"] = round(mfu(flops, seconds, DATASHEET_BF16), 4)
+        return entry
+
+    # -- emulated cards ---------------------------------------------------------------------------
+
+    def cap_task(self, card: Card, video: str, prefetch: bool) -> Task:
+        weights = CARD_WEIGHTS[card.weights]
+        name = f"cap {card.card_gb} GB {card.weights} {video} prefetch {'on' if prefetch else 'off'}"
+
+        def predict() -> float:
+            moving = self.budget.guess("move to RAM", 15.0)
+            return moving + 1.3 * self.budget.forward_seconds(self.flops(video), weights, "sdpa")
+
+        return Task(name, "caps", predict, lambda: self.capped_step(card, video, prefetch))
+
+    def capped_step(self, card: Card, video: str, prefetch: bool) -> None:
+        s, weights = self.setup, CARD_WEIGHTS[card.weights]
+        model = self.dit_model(weights, build=True)
+        _, moved = self.gauge.timed(lambda: self.to_device(model, torch.device("cpu")))
+        self.budget.saw("move to RAM", moved)
+        shape = latent_shape(video)
+        cap = card.free_bytes or self.dry_run_cap(model)
+        entry = {"card_gb": card.card_gb, "free_bytes": cap, "weights": card.weights, "video": video}
+        entry["prefetch"] = prefetch
+        free = self.gauge.free_under(cap)
+        placement = BlockSwap(auto=True, prefetch=prefetch, text_tokens=s.text_tokens, free_memory=free)
+        handle = TransformerHandle(model, s.device, torch.device("cpu"), placement)
+        try:
+            with self.gauge.capped(cap):
+                inputs = model_inputs(s.dit, shape, self.setup.text_tokens, s.device)
+                self.gauge.reset_peak()
+                (out, seconds), entered = self.gauge.timed(lambda: self._swapped_forward(handle, shape, inputs))
+                entry |= {"status": "ok", "seconds": round(seconds, 3), "enter_exit_s": round(entered - seconds, 1)}
+                entry["finite"] = bool(torch.isfinite(out).all())
+                del out
+                entry |= self.gauge.peaks()
+        except torch.OutOfMemoryError as error:
+            entry |= {"status": "oom", "error": str(error).splitlines()[0]} | self.gauge.peaks()
+        entry |= plan_record(placement.plan)
+        uncapped = self.speed_of(weights, "sdpa", video)
+        if uncapped and "seconds" in entry:
+            entry["uncapped_seconds"] = uncapped
+            entry["vs_uncapped"] = round(entry["seconds"] / uncapped - 1, 4)
+        if "peak_allocated" in entry and "estimate_peak" in entry:
+            entry["allocated_vs_estimate"] = round(entry["peak_allocated"] / entry["estimate_without_margin"], 4)
+            entry["reserved_vs_estimate"] = round(entry["peak_reserved"] / entry["estimate_peak"], 4)
+        print(f"  {_describe(entry)}", flush=True)
+        self.results["caps"].append(entry)
+
+    def _swapped_forward(self, handle, shape, inputs):
+        with handle.running(shape, offload_after=True) as model:
+            return self.gauge.timed(lambda: model(*inputs[:3], None, inputs[3], GUIDANCE))
+
+    def dry_run_cap(self, model) -> int:
+        """A cap under which ``auto`` swaps every double block at the largest video (tiny models only).
+
+        On the CPU the offload device is the compute device, so the planner counts the whole model as
+        already there and adds it to the free memory: the cap leaves it out.
+        """
+        sizes = ModelSizes.of(model)
+        workload = Workload(latent_shape(self.setup.videos[-1]), self.setup.text_tokens)
+        return estimate(sizes, SwapChoice(len(sizes.double_blocks), 0), workload).peak - sizes.total
+
+    def speed_of(self, weights: str, attention: str, video: str) -> float | None:
+        found = [
+            e["seconds"]
+            for e in self.results["speed"]
+            if (e["weights"], e["attention"], e["video"]) == (weights, attention, video)
+        ]
+        return found[-1] if found else None
+
+    # -- VAE --------------------------------------------------------------------------------------
+
+    def vae_task(self, card: Card) -> Task:
+        name = f"vae decode {self.setup.vae_video} under {card.card_gb} GB"
+        return Task(name, "vae", lambda: self.budget.guess("vae", 60.0), lambda: self.vae_decode(card))
+
+    def vae_decode(self, card: Card) -> None:
+        s = self.setup
+        for model in self._dit.values():
+            self.to_device(model, torch.device("cpu"))
+        if self._vae is None:
+            self._vae = random_vae(s.vae, s.device, torch.bfloat16)
+        vae = self._vae
+        latent = torch.randn(latent_shape(s.vae_video), generator=torch.Generator().manual_seed(2))
+        cap = card.free_bytes or 1 * GIB
+        entry = {"card_gb": card.card_gb, "free_bytes": cap, "video": s.vae_video}
+        try:
+            with self.gauge.capped(cap):
+                weights = self.gauge.allocated()
+                tiling = auto_tiling(vae.config, tuple(latent.shape), vae.dtype, cap - weights)
+                entry |= {
+                    "tiling": tiling.describe(),
+                    "estimate": estimate_bytes(vae.config, tuple(latent.shape), tiling, vae.dtype),
+                }
+                self.gauge.reset_peak()
+                frames, seconds = self.gauge.timed(lambda: vae_decode(vae, latent, tiling))
+                entry |= {"status": "ok", "seconds": round(seconds, 2), "finite": bool(torch.isfinite(frames).all())}
+                entry |= self.gauge.peaks()
+        except torch.OutOfMemoryError as error:
+            entry |= {"status": "oom", "error": str(error).splitlines()[0]} | self.gauge.peaks()
+        if "peak_allocated" in entry:
+            entry["above_weights"] = entry["peak_allocated"] - weights
+            entry["above_weights_vs_estimate"] = round(entry["above_weights"] / entry["estimate"], 4)
+        self.budget.saw("vae", entry.get("seconds", 60.0))
+        print(f"  {_describe(entry)}", flush=True)
+        self.results["vae"].append(entry)
+
+    # -- numerics ---------------------------------------------------------------------------------
+
+    def numerics(self) -> None:
+        """The tiny DiT: bf16 and FP8 on the device against fp32 on the CPU (relative L2 of the outputs)."""
+        config, device = DiTConfig.tiny(), self.setup.device
+        reference = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.float32), seed=0)
+        generator = torch.Generator().manual_seed(1)
+        latents = torch.randn(self.setup.numerics_latent, generator=generator)
+        text = torch.randn(1, 24, config.text_dim, generator=generator)
+        pooled = torch.randn(1, config.pooled_dim, generator=generator)
+        timestep = torch.tensor([700.0])
+        fp32 = reference(latents, timestep, text, None, pooled, GUIDANCE).float()
+
+        def run(storage: WeightStorage | None) -> torch.Tensor:
+            model = HunyuanVideoTransformer(config, dtype=torch.bfloat16)
+            model.load_state_dict(reference.state_dict())
+            if storage is not None:
+                names = quantizable_linears(config.double_blocks, config.single_blocks)
+                plain = {name: StoredWeight.plain(model.get_submodule(name).weight) for name in names}
+                swap_linears(model, plain, storage, torch.bfloat16)
+            inputs = [t.to(device) for t in (latents, timestep, text, pooled)]
+            return model.to(device)(*inputs[:3], None, inputs[3], GUIDANCE).float().cpu()
+
+        bf16, scaled = run(None), run(WeightStorage.FP8_E4M3FN_SCALED)
+        self.check("bf16_vs_fp32", bf16, fp32)
+        self.check("fp8_scaled_vs_fp32", scaled, fp32)
+        reason = scaled_mm_unsupported_reason(device)
+        if reason is None:
+            self.check("fp8_fast_vs_fp8_scaled", run(WeightStorage.FP8_E4M3FN_FAST), scaled)
+        else:
+            self.budget.skipped.append({"task": "numerics fp8_e4m3fn_fast", "reason": reason})
+
+    def check(self, name: str, value: torch.Tensor, reference: torch.Tensor) -> None:
+        rel = float((value - reference).norm() / reference.norm())
+        bound = NUMERICS_BOUNDS[name]
+        entry = {"check": name, "rel_l2": round(rel, 5), "bound": bound, "finite": bool(torch.isfinite(value).all())}
+        entry["ok"] = entry["finite"] and rel <= bound
+        print(f"  {name}: relative L2 {rel:.4f} (bound {bound}) {'ok' if entry['ok'] else 'OUT OF BOUNDS'}", flush=True)
+        self.results["numerics"].append(entry)
+
+    # -- models, ceiling, output ------------------------------------------------------------------
+
+    def dit_model(self, weights: str, build: bool) -> HunyuanVideoTransformer | None:
+        """The bf16 or FP8 model (FP8 with the kernel ``weights`` names), built on the device on first use."""
+        key = "bf16" if weights == BF16 else "fp8"
+        if key not in self._dit:
+            if not build:
+                return None
+            (model, seconds) = self.gauge.timed(lambda: random_dit(self.setup.dit, self.setup.device, fp8=key == "fp8"))
+            self.budget.saw(f"build {weights}", seconds)
+            print(f"  built the {key} DiT in {seconds:.1f} s", flush=True)
+            self._dit[key] = model
+        model = self._dit[key]
+        if key == "fp8" and not isinstance(model.double_blocks[0].img_attn_qkv, _kernel(weights)):
+            set_fp8_kernel(model, weights)
+        return model
+
+    def to_device(self, model: torch.nn.Module, device: torch.device) -> None:
+        """Move a model; before a model comes to the compute device, every other one leaves it."""
+        if device.type != "cpu":
+            for other in self._dit.values():
+                if other is not model:
+                    other.to("cpu")
+        model.to(device)
+        self.gauge.release()
+
+    def flops(self, video: str) -> int:
+        return self.results["flops"][video]["total"]
+
+    def ceiling(self) -> dict:
+        """The dense bf16 matmul rate of this device (8192^3, median of 10 after 3 warm-ups)."""
+        if not self.gauge.cuda:
+            return {}
+        a, b = (torch.randn(8192, 8192, device=self.setup.device, dtype=torch.bfloat16) for _ in range(2))
+        for _ in range(3):
+            a @ b
+        times = sorted(self.gauge.timed(lambda: a @ b)[1] for _ in range(10))
+        rate = 2 * 8192**3 / times[len(times) // 2]
+        print(f"bf16 matmul 8192^3: {rate / 1e12:.0f} TFLOP/s", flush=True)
+        return {"bf16_matmul_flops": rate, "datasheet_bf16_flops": DATASHEET_BF16}
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        stem = self.out / f"gpu_suite_{self.results['date']}"
+        stem.with_suffix(".json").write_text(json.dumps(self.results, indent=1) + "\n", encoding="utf-8")
+        stem.with_suffix(".md").write_text(markdown(self.results), encoding="utf-8")
+
+
+def plan_record(plan) -> dict:
+    if plan is None:
+        return {}
+    e = plan.estimate
+    return {
+        "plan": [plan.choice.double_blocks, plan.choice.single_blocks],
+        "plan_fits": plan.fits,
+        "estimate_peak": e.peak,
+        "estimate_without_margin": e.weights + e.slots + e.activations,
+        "estimate_terms": {"weights": e.weights, "slots": e.slots, "activations": e.activations, "margin": e.margin},
+        "copied_per_forward": e.copied_per_forward,
+    }
+
+
+def attention_backends() -> list[str]:
+    return ["sdpa"] + [b for b in installed_backends() if b != "sdpa"]
+
+
+def environment(setup: Setup) -> dict:
+    env = {
+        "suite": "gpu_suite",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "dry_run": setup.dry_run,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "attention_backends": attention_backends(),
+        "text_tokens": setup.text_tokens,
+    }
+    if setup.device.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(setup.device)
+        env |= {"device": props.name, "cuda": torch.version.cuda, "total_memory": props.total_memory}
+        env["capability"] = f"{props.major}.{props.minor}"
+    else:
+        env["device"] = "cpu (dry run)" if setup.dry_run else "no CUDA device"
+    return env
+
+
+def _kernel(weights: str) -> type:
+    return ScaledMMLinear if weights == FP8_FAST else CastLinear
+
+
+def _describe(entry: dict) -> str:
+    keys = ("weights", "attention", "card_gb", "video", "prefetch", "plan", "tiling", "status", "seconds", "mfu")
+    parts = [f"{k}={entry[k]}" for k in keys if k in entry]
+    parts += [
+        f"{k}={entry[k] / GIB:.2f} GiB" for k in ("peak_allocated", "peak_reserved", "estimate_peak") if k in entry
+    ]
+    return " ".join(parts)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_out = os.environ.get("OUT") or str(RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=Path(default_out), help="folder for the JSON and table ($OUT)")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds of tasks; the rest is skipped")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run these groups only")
+    parser.add_argument("--dry-run", action="store_true", help="tiny models on the CPU (tests)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("bench/gpu_suite.py: no CUDA device here; the suite measures GPUs only. Nothing run, nothing written.")
+        return 0
+    setup = Setup.tiny() if args.dry_run else Setup.released()
+    suite = Suite(setup, Budget(args.budget), args.out)
+    print(
+        f"{suite.results['device']}, torch {torch.__version__}; budget {args.budget:.0f} s; out {args.out}", flush=True
+    )
+    suite.run(tuple(args.only))
+    print(markdown(suite.results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
