@@ -1,29 +1,29 @@
 """The GPU evidence in one command: full-size speed, emulated 24/16/12 GB cards, block-swap overhead, VAE decode,
 numerics. Issue 16; results go to ``bench/results/`` and feed the README's VRAM table (``tools/vram_guide.py``).
 
-    python3 bench/gpu_suite.py [--out DIR] [--budget 420] [--only numerics speed caps vae]
+    python3 bench/gpu_suite.py [--out DIR] [--budget 420] [--only numerics speed caps vae | WORD ...]
 
 On a machine without CUDA it says so and exits 0. ``--dry-run`` runs every task on the CPU with a tiny
-DiT and VAE (the CPU test does, so the script cannot rot).
+DiT and VAE (about a minute; ``tests/test_gpu_suite.py`` runs its plan, budget, report, one emulated
+card and the FLOP count, so the script cannot rot unnoticed).
 
-ONE DEVICE CALL (the workplace's ``device`` tool; the machine has PyTorch with CUDA, Triton and numpy, which
-is all the suite imports). Optional SageAttention 1 (pure Triton, 20 kB) travels as a wheel; fetch it once
-in the repository root (flash-attn has no wheel that installs without network, so it is not carried)::
+ONE DEVICE CALL (bench/README.md has the details). The device machine has PyTorch with CUDA, Triton and numpy,
+which is all the suite imports. SageAttention 1 (pure Triton, a 20 kB wheel) is optional and travels as a
+wheel; flash-attn has no wheel that installs without network and is not carried. Once, at no device time,
+in the root of the checkout the session was started in::
 
     echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 -d .whl sageattention==1.0.6
 
-then ``run`` with ``carry: [".whl"]``, ``timeout_s: 560`` and the command::
-
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-    && export PYTHONPATH=/tmp/site; PYTHONUNBUFFERED=1 python3 bench/gpu_suite.py --out $OUT 2>&1 | tee $OUT/log.txt
-
-(without the wheel: ``carry: []`` and only the second line). The tasks stop at ``--budget`` seconds
-(default 420: with model building and the interpreter's start the run ends within 8 minutes on an H200,
-and the machine's start leaves the 15-minute lease room for a rerun of ``--only`` some groups with a
-smaller budget). JSON and table are written after every task, so a run stopped early still returns
-what it measured. Copy ``$OUT/gpu_suite_<date>.json`` to ``bench/results/``, run
+then the device tool's ``run`` with ``command: "bash bench/gpu_suite.sh"``, ``carry: [".whl"]`` and
+``timeout_s: 540``. ``gpu_suite.sh`` installs the carried wheels (if any) and runs this script with
+``--out $OUT``, its log beside the results. The tasks stop starting at ``--budget`` seconds (default 420):
+with the interpreter's start the run ends within about 7.5 minutes on an H200, so machine start + run stay
+near 10 of the lease's 15 minutes, leaving room for one short rerun of what failed or was skipped
+(``bash bench/gpu_suite.sh --only fp8_e4m3fn_fast --budget 120``: ``--only`` takes group names or parts of
+task names). JSON and table are written after every task, so a run stopped early still returns what it
+measured. Copy ``gpu_suite_<date>_<time>.json`` from the returned files to ``bench/results/``, run
 ``python3 tools/vram_guide.py`` and commit both.
 
 WHAT IT MEASURES, in this order (tasks predicted not to fit the budget are skipped and listed):
@@ -36,7 +36,8 @@ WHAT IT MEASURES, in this order (tasks predicted not to fit the budget are skipp
    (sdpa first) in bf16, then scaled FP8 with sdpa: one untimed warm-up forward at the smaller video,
    then one timed forward (= one step; the model is guidance-distilled) per video; seconds, TFLOP/s
    and MFU from ``flops.py``'s count, against the bf16 matmul rate measured at start (8192^3, about
-   790 TFLOP/s on an H200) and the datasheet's 989.5; peak memory against the memory model's estimate;
+   790 TFLOP/s on an H200) and the datasheet's 989.5 (FP8 steps too: MFU counts model FLOPs against the
+   bf16 rate); peak memory against the memory model's estimate;
 3. caps: each emulated card (``suite_gauge.py``: 24 GB with bf16 weights, 16 and 12 GB with scaled FP8)
    runs HunyuanVideo Block Swap on ``auto`` from RAM at each video: the plan, the measured peak against
    its estimate (allocated against weights + buffers + activations; reserved against the whole estimate
@@ -210,10 +211,13 @@ class Suite:
         tasks += [t for b in backends[1:] for w in (FP8_SCALED, FP8_FAST) for t in self.speed_tasks(w, b)]
         return tasks
 
-    def run(self, groups: tuple[str, ...] = GROUPS) -> None:
+    def run(self, only: tuple[str, ...] = GROUPS) -> None:
+        """Every planned task that ``only`` selects (a group name, or any part of the task's name)."""
         self.results["ceiling"] = self.ceiling()
         for task in self.plan():
-            if task.group not in groups or not self.budget.allows(task.name, task.predict()):
+            if not any(word == task.group or word in task.name for word in only):
+                continue
+            if not self.budget.allows(task.name, task.predict()):
                 continue
             print(f"[{self.budget.elapsed():6.1f} s] {task.name}", flush=True)
             self.attempt(task.name, task.run)
@@ -240,7 +244,7 @@ class Suite:
         def prepare_s() -> float:
             if self.dit_model(weights, build=False) is None:
                 return self.budget.guess(f"build {weights}", 30.0)
-            return self.budget.guess("move to RAM", 15.0)
+            return self.budget.guess("move", 15.0)
 
         warm = self.setup.videos[0]
         tasks = [
@@ -264,7 +268,7 @@ class Suite:
 
     def speed_step(self, weights: str, attention: str, video: str, record: bool) -> None:
         model = self.dit_model(weights, build=True)
-        self.to_device(model, self.setup.device)
+        self.alone_on_device(model)
         model.attention_backend = attention
         shape = latent_shape(video)
         inputs = model_inputs(self.setup.dit, shape, self.setup.text_tokens, self.setup.device)
@@ -274,7 +278,8 @@ class Suite:
         self.budget.saw_forward(flops, seconds, weights, attention)
         entry = {"weights": weights, "attention": attention, "video": video, "seconds": round(seconds, 3)}
         entry |= self.rates(flops, seconds) | self.gauge.peaks() | {"finite": bool(torch.isfinite(out).all())}
-        entry["estimate_peak"] = estimate(ModelSizes.of(model), SwapChoice(), Workload(shape)).peak
+        workload = Workload(shape, self.setup.text_tokens)
+        entry["estimate_peak"] = estimate(ModelSizes.of(model), SwapChoice(), workload).peak
         print(f"  {'' if record else 'warm-up '}{_describe(entry)}", flush=True)
         if record:
             self.results["speed"].append(entry)
@@ -294,7 +299,7 @@ class Suite:
         name = f"cap {card.card_gb} GB {card.weights} {video} prefetch {'on' if prefetch else 'off'}"
 
         def predict() -> float:
-            moving = self.budget.guess("move to RAM", 15.0)
+            moving = self.budget.guess("move", 15.0)
             return moving + 1.3 * self.budget.forward_seconds(self.flops(video), weights, "sdpa")
 
         return Task(name, "caps", predict, lambda: self.capped_step(card, video, prefetch))
@@ -302,8 +307,8 @@ class Suite:
     def capped_step(self, card: Card, video: str, prefetch: bool) -> None:
         s, weights = self.setup, CARD_WEIGHTS[card.weights]
         model = self.dit_model(weights, build=True)
-        _, moved = self.gauge.timed(lambda: self.to_device(model, torch.device("cpu")))
-        self.budget.saw("move to RAM", moved)
+        _, moved = self.gauge.timed(lambda: self.alone_on_device(None))
+        self.budget.saw("move", moved)
         shape = latent_shape(video)
         cap = card.free_bytes or self.dry_run_cap(model)
         entry = {"card_gb": card.card_gb, "free_bytes": cap, "weights": card.weights, "video": video}
@@ -363,11 +368,10 @@ class Suite:
 
     def vae_decode(self, card: Card) -> None:
         s = self.setup
-        for model in self._dit.values():
-            self.to_device(model, torch.device("cpu"))
         if self._vae is None:
             self._vae = random_vae(s.vae, s.device, torch.bfloat16)
         vae = self._vae
+        self.alone_on_device(vae)
         latent = torch.randn(latent_shape(s.vae_video), generator=torch.Generator().manual_seed(2))
         cap = card.free_bytes or 1 * GIB
         entry = {"card_gb": card.card_gb, "free_bytes": cap, "video": s.vae_video}
@@ -449,14 +453,15 @@ class Suite:
             set_fp8_kernel(model, weights)
         return model
 
-    def to_device(self, model: torch.nn.Module, device: torch.device) -> None:
-        """Move a model; before a model comes to the compute device, every other one leaves it."""
-        if device.type != "cpu":
-            for other in self._dit.values():
-                if other is not model:
-                    other.to("cpu")
-        model.to(device)
+    def alone_on_device(self, model: torch.nn.Module | None) -> None:
+        """``model`` on the compute device and every other model in RAM (None: all in RAM), so that the
+        emulated cards hold only what a real run would."""
+        others = [m for m in (*self._dit.values(), self._vae) if m is not None and m is not model]
+        for other in others:
+            other.to("cpu")
         self.gauge.release()
+        if model is not None:
+            model.to(self.setup.device)
 
     def flops(self, video: str) -> int:
         return self.results["flops"][video]["total"]
@@ -475,7 +480,7 @@ class Suite:
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        stem = self.out / f"gpu_suite_{self.results['date']}"
+        stem = self.out / f"gpu_suite_{self.results['started']}"
         stem.with_suffix(".json").write_text(json.dumps(self.results, indent=1) + "\n", encoding="utf-8")
         stem.with_suffix(".md").write_text(markdown(self.results), encoding="utf-8")
 
@@ -499,9 +504,11 @@ def attention_backends() -> list[str]:
 
 
 def environment(setup: Setup) -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc)
     env = {
         "suite": "gpu_suite",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": now.strftime("%Y-%m-%d"),
+        "started": now.strftime("%Y-%m-%d_%H%M"),
         "dry_run": setup.dry_run,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -535,7 +542,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_out = os.environ.get("OUT") or str(RESULTS_DIR)
     parser.add_argument("--out", type=Path, default=Path(default_out), help="folder for the JSON and table ($OUT)")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds of tasks; the rest is skipped")
-    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run these groups only")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=list(GROUPS),
+        metavar="WORD",
+        help=f"run only the tasks of these groups ({', '.join(GROUPS)}) or whose names contain one of the words",
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny models on the CPU (tests)")
     return parser.parse_args(argv)
 
