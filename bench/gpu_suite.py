@@ -29,8 +29,9 @@ measured. Copy ``gpu_suite_<date>_<time>.json`` from the returned files to ``ben
 WHAT IT MEASURES, in this order (tasks predicted not to fit the budget are skipped and listed):
 
 1. numerics: the tiny DiT in bf16 on the GPU against fp32 on the CPU (relative L2 bound 0.03), scaled FP8
-   against fp32 (0.08), ``fp8_e4m3fn_fast`` against scaled FP8 (0.10); on the CPU these measure 0.009,
-   0.034 and 0.034;
+   against fp32 (0.08), ``fp8_e4m3fn_fast`` against scaled FP8 (0.10) (on the CPU these measure 0.009,
+   0.034 and 0.034), and each installed attention backend against sdpa (SageAttention 0.05, flash-attn
+   0.01);
 2. speed: the released 12.8B DiT (random bf16 weights built on the GPU, ``suite_models.py``), text
    encoders absent (256 random text tokens, as the pipeline pads), for each installed attention backend
    (sdpa first) in bf16, then scaled FP8 with sdpa: one untimed warm-up forward at the smaller video,
@@ -57,6 +58,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import sys
@@ -109,7 +111,13 @@ from hunyuanvideo_pack.hunyuan_model.vae import estimate_bytes  # noqa: E402
 GUIDANCE = 6.0
 DATASHEET_BF16 = 989.5e12  # H100/H200 SXM dense bf16
 CARD_WEIGHTS = {"bf16": BF16, "FP8": FP8_SCALED}  # tools/vram_guide.py's row labels -> the suite's formats
-NUMERICS_BOUNDS = {"bf16_vs_fp32": 0.03, "fp8_scaled_vs_fp32": 0.08, "fp8_fast_vs_fp8_scaled": 0.10}
+NUMERICS_BOUNDS = {
+    "bf16_vs_fp32": 0.03,
+    "fp8_scaled_vs_fp32": 0.08,
+    "fp8_fast_vs_fp8_scaled": 0.10,
+    "sageattention_vs_sdpa": 0.05,  # 8-bit Q and K
+    "flash_attn_vs_sdpa": 0.01,  # both bf16 flash kernels: rounding only
+}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GROUPS = ("numerics", "speed", "caps", "vae")
 
@@ -409,8 +417,8 @@ class Suite:
         timestep = torch.tensor([700.0])
         fp32 = reference(latents, timestep, text, None, pooled, GUIDANCE).float()
 
-        def run(storage: WeightStorage | None) -> torch.Tensor:
-            model = HunyuanVideoTransformer(config, dtype=torch.bfloat16)
+        def run(storage: WeightStorage | None, attention: str = "sdpa") -> torch.Tensor:
+            model = HunyuanVideoTransformer(config, dtype=torch.bfloat16, attention=attention)
             model.load_state_dict(reference.state_dict())
             if storage is not None:
                 names = quantizable_linears(config.double_blocks, config.single_blocks)
@@ -427,6 +435,8 @@ class Suite:
             self.check("fp8_fast_vs_fp8_scaled", run(WeightStorage.FP8_E4M3FN_FAST), scaled)
         else:
             self.budget.skipped.append({"task": "numerics fp8_e4m3fn_fast", "reason": reason})
+        for attention in attention_backends()[1:]:
+            self.check(f"{attention}_vs_sdpa", run(None, attention), bf16)
 
     def check(self, name: str, value: torch.Tensor, reference: torch.Tensor) -> None:
         rel = float((value - reference).norm() / reference.norm())
@@ -455,11 +465,14 @@ class Suite:
 
     def alone_on_device(self, model: torch.nn.Module | None) -> None:
         """``model`` on the compute device and every other model in RAM (None: all in RAM), so that the
-        emulated cards hold only what a real run would."""
+        emulated cards hold only what a real run would. The allocator's cache is emptied only when
+        something left the device, so that consecutive steps of one model keep their warm cache."""
         others = [m for m in (*self._dit.values(), self._vae) if m is not None and m is not model]
-        for other in others:
+        leaving = [m for m in others if _on(m, self.setup.device)]
+        for other in leaving:
             other.to("cpu")
-        self.gauge.release()
+        if leaving:
+            self.gauge.release()
         if model is not None:
             model.to(self.setup.device)
 
@@ -524,6 +537,11 @@ def environment(setup: Setup) -> dict:
     return env
 
 
+def _on(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether any of ``model``'s weights are on ``device`` (the CPU holds everything in dry runs: never)."""
+    return device.type != "cpu" and any(p.device.type == device.type for p in model.parameters())
+
+
 def _kernel(weights: str) -> type:
     return ScaledMMLinear if weights == FP8_FAST else CastLinear
 
@@ -558,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not torch.cuda.is_available():
         print("bench/gpu_suite.py: no CUDA device here; the suite measures GPUs only. Nothing run, nothing written.")
         return 0
+    logging.basicConfig(level=logging.INFO, format="  %(name)s: %(message)s")  # the block-swap plans
     setup = Setup.tiny() if args.dry_run else Setup.released()
     suite = Suite(setup, Budget(args.budget), args.out)
     print(
