@@ -257,7 +257,7 @@ class Suite:
         warm = self.setup.videos[0]
         tasks = [
             Task(
-                f"speed {weights} {attention}: build + warm-up {warm}",
+                f"speed {weights} {attention} warm-up {warm}",
                 "speed",
                 lambda: prepare_s() + forward_s(warm) * 1.5,
                 lambda: self.speed_step(weights, attention, warm, record=False),
@@ -307,8 +307,8 @@ class Suite:
         name = f"cap {card.card_gb} GB {card.weights} {video} prefetch {'on' if prefetch else 'off'}"
 
         def predict() -> float:
-            moving = self.budget.guess("move", 15.0)
-            return moving + 1.3 * self.budget.forward_seconds(self.flops(video), weights, "sdpa")
+            setup = self.budget.guess("swap enter + exit", 30.0)  # moving and packing 13-26 GB, pinning
+            return setup + 1.3 * self.budget.forward_seconds(self.flops(video), weights, "sdpa")
 
         return Task(name, "caps", predict, lambda: self.capped_step(card, video, prefetch))
 
@@ -330,6 +330,7 @@ class Suite:
                 self.gauge.reset_peak()
                 (out, seconds), entered = self.gauge.timed(lambda: self._swapped_forward(handle, shape, inputs))
                 entry |= {"status": "ok", "seconds": round(seconds, 3), "enter_exit_s": round(entered - seconds, 1)}
+                self.budget.saw("swap enter + exit", moved + entered - seconds)
                 entry["finite"] = bool(torch.isfinite(out).all())
                 del out
                 entry |= self.gauge.peaks()

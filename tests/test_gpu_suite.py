@@ -53,7 +53,7 @@ def test_the_plan_puts_the_issue_targets_first(tmp_path):
     names = [task.name for task in suite.plan()]
     assert names[0] == "numerics: tiny DiT"
     assert names[1:4] == [
-        "speed bf16 sdpa: build + warm-up 960x544x97",
+        "speed bf16 sdpa warm-up 960x544x97",
         "speed bf16 sdpa 960x544x97",
         "speed bf16 sdpa 1280x720x129",
     ]

@@ -57,4 +57,4 @@ def test_measured_peaks_from_a_suite_results_file_mark_their_rows_and_add_their_
     assert rows["| 16 GB (14 GiB)", "FP8 (measured)"][4] == "12 + 0 · measured 13.00 GiB"
     assert rows["| ", "bf16"][5] == "20 + 17"  # measured with [1, 0]: stale, not shown
     assert rows["| 12 GB (10 GiB)", "FP8 (measured)"][-1] == "does not fit (10.80 GiB) · out of memory on a GPU |"
-    assert lines[-1] == "Measured: NVIDIA H200, 2026-12-05 (`bench/results/gpu_suite_2026-12-05.json`)."
+    assert lines[-1].endswith(": NVIDIA H200, 2026-12-05 (`bench/results/gpu_suite_2026-12-05.json`).")

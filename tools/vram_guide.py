@@ -34,12 +34,7 @@ END = "<!-- vram:end -->"
 CARDS_GB = (8, 12, 16, 24)
 RESERVED_GIB = 2
 FORMATS = ("FP8", "GGUF Q4_0", "bf16")
-VIDEOS = {  # width x height x frames -> latent [1, 16, (frames - 1) / 4 + 1, height / 8, width / 8]
-    "512x320x61": (1, 16, 16, 40, 64),
-    "848x480x73": (1, 16, 19, 60, 106),
-    "960x544x129": (1, 16, 33, 68, 120),
-    "1280x720x129": (1, 16, 33, 90, 160),
-}
+VIDEOS = ("512x320x61", "848x480x73", "960x544x129", "1280x720x129")  # width x height x frames
 
 
 def released_sizes(weight_format: str):
@@ -70,10 +65,7 @@ def render(results_dir: Path = RESULTS) -> str:
     """The table as Markdown: a row per card and weight format, a column per video size."""
     plan = _memory_plan()
     measured, sources = measured_peaks(results_dir)
-    videos = dict(VIDEOS)
-    for _, _, video in sorted(measured, key=lambda key: _tokens(key[2])):
-        videos.setdefault(video, latent_of(video))
-    videos = dict(sorted(videos.items(), key=lambda item: _tokens(item[0])))
+    videos = sorted({*VIDEOS, *(video for _, _, video in measured)}, key=_tokens)
     lines = [
         "| Card (free) | DiT weights | " + " | ".join(videos) + " |",
         "|---|---|" + "---|" * len(videos),
@@ -84,8 +76,8 @@ def render(results_dir: Path = RESULTS) -> str:
         for index, weight_format in enumerate(FORMATS):
             label = f"{card} GB ({card - RESERVED_GIB} GiB)" if index == 0 else ""
             cells, row_measured = [], False
-            for video, latent in videos.items():
-                swap = plan.plan_block_swap(sizes[weight_format], plan.Workload(latent), free)
+            for video in videos:
+                swap = plan.plan_block_swap(sizes[weight_format], plan.Workload(latent_of(video)), free)
                 run = measured.get((card, weight_format, video))
                 if run is not None and run["plan"] != [swap.choice.double_blocks, swap.choice.single_blocks]:
                     run = None  # measured with another plan: the memory model has changed since
@@ -94,7 +86,8 @@ def render(results_dir: Path = RESULTS) -> str:
             name = f"{weight_format} (measured)" if row_measured else weight_format
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
     if sources:
-        lines += ["", "Measured: " + "; ".join(sources) + "."]
+        lines += ["", "Measured (the peak PyTorch's allocator reserved, the card emulated by capping it): "]
+        lines[-1] += "; ".join(sources) + "."
     return "\n".join(lines)
 
 
