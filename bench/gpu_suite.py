@@ -43,8 +43,9 @@ WHAT IT MEASURES, in this order (tasks predicted not to fit the budget are skipp
    runs HunyuanVideo Block Swap on ``auto`` from RAM at each video: the plan, the measured peak against
    its estimate (allocated against weights + buffers + activations; reserved against the whole estimate
    with its margin), the step against the uncapped step; prefetch off at 720p on the 24 GB card;
-4. vae: the released VAE (random weights, bf16) decodes a 1280x720x129 latent under each cap with
-   ``auto`` tiling: the tiling, seconds, peak above the weights against the tile estimate;
+4. vae: the released VAE (random weights, bf16) decodes a 1280x720x129 latent under each cap (the
+   smallest first) with ``auto`` tiling: the tiling, seconds, peak above the weights against the tile
+   estimate;
 5. then ``fp8_e4m3fn_fast`` speed, prefetch off on the remaining caps and videos, FP8 with the other
    attention backends.
 
@@ -212,7 +213,7 @@ class Suite:
         first, *others = s.cards
         tasks += [self.cap_task(first, video, True) for video in s.videos] + [self.cap_task(first, large, False)]
         tasks += [self.cap_task(card, video, True) for card in others for video in s.videos]
-        tasks += [self.vae_task(card) for card in s.cards]
+        tasks += [self.vae_task(card) for card in sorted(s.cards, key=lambda c: c.card_gb)]  # the hardest first
         tasks += self.speed_tasks(FP8_FAST, "sdpa")
         tasks += [self.cap_task(card, small, False) for card in s.cards]
         tasks += [self.cap_task(card, large, False) for card in others]
