@@ -11,6 +11,7 @@ def markdown(results: dict) -> str:
         "",
         _ceiling(results),
         "",
+        *_targets(results),
     ]
     lines += _table(
         "Speed: one step of the released DiT, uncapped (MFU against the measured bf16 matmul rate)",
@@ -90,6 +91,41 @@ def markdown(results: dict) -> str:
     if "elapsed_s" in results:
         lines.append(f"\nTasks took {results['elapsed_s']} s of a {results['budget_s']:.0f} s budget.")
     return "\n".join(lines) + "\n"
+
+
+def _targets(results: dict) -> list[str]:
+    """Issue 16's targets, each with the measurement that answers it (or that none was made)."""
+    large = max(results["flops"], key=lambda video: results["flops"][video]["total"])
+    bf16 = [e for e in results["speed"] if e["weights"] == "bf16" and e["video"] == large and "mfu" in e]
+    best = max(bf16, key=lambda e: e["mfu"], default=None)
+    swap = [e for e in results["caps"] if e["video"] == large and e["prefetch"] and "vs_uncapped" in e]
+    first = swap[0] if swap else None
+    caps = results["caps"]
+    accurate = [e for e in caps if "allocated_vs_estimate" in e]
+    decodes = results["vae"]
+    lines = ["## Targets", ""]
+    lines.append(
+        f"- bf16 {large} step >= 55% MFU with the best attention: "
+        + (f"{best['mfu']:.1%} with {best['attention']}" if best else "not measured")
+    )
+    lines.append(
+        f"- prefetch overhead < 5% of the step at {large} on the {first['card_gb'] if first else '?'} GB card: "
+        + (f"{first['vs_uncapped']:+.1%} over the uncapped step" if first else "not measured")
+    )
+    ooms = [f"{e['card_gb']} GB {e['video']}" for e in caps if e.get("status") == "oom"]
+    off = [f"{e['card_gb']} GB {e['video']} x{e['allocated_vs_estimate']:.2f}" for e in accurate]
+    lines.append(
+        f"- no OOM on any card: {len(caps) - len(ooms)} of {len(caps)} runs"
+        + (f" (OOM: {', '.join(ooms)})" if ooms else "")
+    )
+    within = sum(abs(e["allocated_vs_estimate"] - 1) <= 0.10 for e in accurate)
+    lines.append(
+        f"- peak allocated within 10% of the estimate (weights + buffers + activations): {within} of {len(accurate)}"
+        + (f" ({', '.join(off)})" if off else "")
+    )
+    decoded = sum(e.get("status") == "ok" for e in decodes)
+    lines += [f"- tiled decode under each cap without OOM: {decoded} of {len(decodes)} decodes", ""]
+    return lines
 
 
 def _ceiling(results: dict) -> str:
