@@ -100,3 +100,48 @@ def test_without_cuda_it_says_so_exits_0_and_writes_nothing(tmp_path, monkeypatc
     assert gpu_suite.main(["--out", str(tmp_path)]) == 0
     assert "no CUDA device here" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_table_answers_each_target_from_gpu_measurements():
+    gib = 1 << 30
+    cap = {"prefetch": True, "plan": [20, 0], "estimate_without_margin": 20 * gib, "estimate_peak": 22 * gib}
+    results = {
+        "date": "2026-12-05",
+        "device": "NVIDIA H200",
+        "torch": "2.11.0",
+        "attention_backends": ["sdpa", "sageattention"],
+        "ceiling": {"bf16_matmul_flops": 790e12, "datasheet_bf16_flops": 989.5e12},
+        "flops": {"960x544x97": {"total": 2}, "1280x720x129": {"total": 12}},
+        "speed": [
+            {"weights": "bf16", "attention": a, "video": "1280x720x129", "seconds": s, "tflops": 1, "mfu": m}
+            | {"finite": True, "peak_allocated": 30 * gib, "estimate_peak": 31 * gib}
+            for a, s, m in (("sdpa", 30.0, 0.5), ("sageattention", 20.0, 0.75))
+        ],
+        "caps": [
+            cap
+            | {"card_gb": 24, "weights": "bf16", "video": "1280x720x129", "status": "ok", "seconds": 30.6}
+            | {
+                "vs_uncapped": 0.02,
+                "peak_allocated": 21 * gib,
+                "peak_reserved": 21.5 * gib,
+                "allocated_vs_estimate": 1.05,
+            },
+            cap | {"card_gb": 12, "weights": "FP8", "video": "1280x720x129", "status": "oom", "plan_fits": False},
+        ],
+        "vae": [{"card_gb": 12, "video": "1280x720x129", "status": "ok", "seconds": 40.0, "tiling": "256 px"}],
+        "numerics": [{"check": "bf16_vs_fp32", "rel_l2": 0.01, "bound": 0.03, "ok": True}],
+        "skipped": [{"task": "speed fp8_e4m3fn_fast sdpa 1280x720x129", "predicted_s": 30.0, "left_s": 5.0}],
+        "errors": [],
+        "budget_s": 420,
+        "elapsed_s": 415.0,
+    }
+    table = gpu_suite.markdown(results)
+    assert "- bf16 1280x720x129 step >= 55% MFU with the best attention: 75.0% with sageattention" in table
+    assert (
+        "- prefetch overhead < 5% of the step at 1280x720x129 on the 24 GB card: +2.0% over the uncapped step" in table
+    )
+    assert "- no OOM on any card: 1 of 2 runs (OOM: 12 GB 1280x720x129)" in table
+    assert "(weights + buffers + activations): 1 of 1 (24 GB 1280x720x129 x1.05)" in table
+    assert "| 24 GB | bf16 | 1280x720x129 | on | 20 + 0 | ok | 21.00 / 20.00 | 21.50 / 22.00 | 30.60 | +2.0% |" in table
+    assert "| 12 GB | FP8 | 1280x720x129 | on | 20 + 0 (plan: no fit) | oom | - / 20.00 | - / 22.00 | - | - |" in table
+    assert "- skipped speed fp8_e4m3fn_fast sdpa 1280x720x129: predicted 30.0 s, 5.0 s left" in table
