@@ -321,6 +321,7 @@ class Suite:
     def capped_step(self, card: Card, video: str, prefetch: bool) -> None:
         s, weights = self.setup, CARD_WEIGHTS[card.weights]
         model = self.dit_model(weights, build=True)
+        model.attention_backend = "sdpa"  # the default, and the uncapped steps it is compared with
         _, moved = self.gauge.timed(lambda: self.alone_on_device(None))
         self.budget.saw("move", moved)
         shape = latent_shape(video)
