@@ -58,11 +58,9 @@ estimate on every card; tiled decode under each cap without OOM.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
-import platform
 import sys
 import traceback
 from collections.abc import Callable
@@ -77,102 +75,23 @@ from common import import_pack  # noqa: E402
 import_pack()
 from flops import dit_forward_flops, mfu  # noqa: E402
 from suite_budget import Budget  # noqa: E402
-from suite_gauge import GIB, Gauge, card_free_bytes  # noqa: E402
-from suite_models import (  # noqa: E402
-    BF16,
-    FP8_FAST,
-    FP8_SCALED,
-    model_inputs,
-    random_dit,
-    random_vae,
-    set_fp8_kernel,
-)
+from suite_gauge import GIB, Gauge  # noqa: E402
+from suite_models import BF16, FP8_FAST, FP8_SCALED, model_inputs, random_dit, random_vae, set_fp8_kernel  # noqa: E402
+from suite_numerics import numerics  # noqa: E402
 from suite_report import markdown  # noqa: E402
+from suite_setup import Card, Setup, attention_backends, environment, latent_shape  # noqa: E402
 
-from hunyuanvideo_pack.hunyuan_model import (  # noqa: E402
-    DiTConfig,
-    TransformerHandle,
-    VAEConfig,
-    auto_tiling,
-    installed_backends,
-    vae_decode,
-)
-from hunyuanvideo_pack.hunyuan_model.dit import HunyuanVideoTransformer, init_random_weights  # noqa: E402
+from hunyuanvideo_pack.hunyuan_model import TransformerHandle, auto_tiling, vae_decode  # noqa: E402
+from hunyuanvideo_pack.hunyuan_model.dit import HunyuanVideoTransformer  # noqa: E402
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap, ModelSizes, SwapChoice, Workload, estimate  # noqa: E402
-from hunyuanvideo_pack.hunyuan_model.quant import (  # noqa: E402
-    CastLinear,
-    ScaledMMLinear,
-    StoredWeight,
-    WeightStorage,
-    quantizable_linears,
-    scaled_mm_unsupported_reason,
-    swap_linears,
-)
+from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, ScaledMMLinear  # noqa: E402
 from hunyuanvideo_pack.hunyuan_model.vae import estimate_bytes  # noqa: E402
 
 GUIDANCE = 6.0
 DATASHEET_BF16 = 989.5e12  # H100/H200 SXM dense bf16
 CARD_WEIGHTS = {"bf16": BF16, "FP8": FP8_SCALED}  # tools/vram_guide.py's row labels -> the suite's formats
-NUMERICS_BOUNDS = {
-    "bf16_vs_fp32": 0.03,
-    "fp8_scaled_vs_fp32": 0.08,
-    "fp8_fast_vs_fp8_scaled": 0.10,
-    "sageattention_vs_sdpa": 0.05,  # 8-bit Q and K
-    "flash_attn_vs_sdpa": 0.01,  # both bf16 flash kernels: rounding only
-}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GROUPS = ("numerics", "speed", "caps", "vae")
-
-
-@dataclass(frozen=True)
-class Card:
-    """An emulated card: ``card_gb`` as the vram guide names it, the weights it runs, and the bytes free to
-    the process (None: derived from the model, in dry runs, so that the plan swaps every double block)."""
-
-    card_gb: int
-    weights: str
-    free_bytes: int | None
-
-
-@dataclass(frozen=True)
-class Setup:
-    device: torch.device
-    dit: DiTConfig
-    vae: VAEConfig
-    videos: tuple[str, ...]  # width x height x frames, smallest first
-    vae_video: str
-    cards: tuple[Card, ...]
-    text_tokens: int = 256  # the pipeline pads prompts to 256; random embeds stand in for the encoders
-    numerics_latent: tuple[int, ...] = (1, 16, 5, 16, 16)
-    dry_run: bool = False
-
-    @classmethod
-    def released(cls) -> Setup:
-        cards = tuple(
-            Card(gb, weights, card_free_bytes(gb)) for gb, weights in ((24, "bf16"), (16, "FP8"), (12, "FP8"))
-        )
-        return cls(
-            torch.device("cuda"),
-            DiTConfig.released(),
-            VAEConfig.released(),
-            ("960x544x97", "1280x720x129"),
-            "1280x720x129",
-            cards,
-        )
-
-    @classmethod
-    def tiny(cls) -> Setup:
-        """Everything on the CPU at toy sizes: the suite's code paths in seconds."""
-        cards = tuple(Card(gb, weights, None) for gb, weights in ((24, "bf16"), (16, "FP8")))
-        config = DiTConfig.tiny(double_blocks=3, single_blocks=2)
-        videos = ("32x32x5", "48x32x5")
-        return cls(torch.device("cpu"), config, VAEConfig.tiny(), videos, videos[0], cards, 8, (1, 16, 2, 4, 4), True)
-
-
-def latent_shape(video: str) -> tuple[int, int, int, int, int]:
-    """``"WxHxF"`` -> the latent ``[1, 16, (F - 1) / 4 + 1, H / 8, W / 8]``."""
-    width, height, frames = (int(v) for v in video.split("x"))
-    return (1, 16, (frames - 1) // 4 + 1, height // 8, width // 8)
 
 
 @dataclass
@@ -412,47 +331,10 @@ class Suite:
         print(f"  {_describe(entry)}", flush=True)
         self.results["vae"].append(entry)
 
-    # -- numerics ---------------------------------------------------------------------------------
-
     def numerics(self) -> None:
-        """The tiny DiT: bf16 and FP8 on the device against fp32 on the CPU (relative L2 of the outputs)."""
-        config, device = DiTConfig.tiny(), self.setup.device
-        reference = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.float32), seed=0)
-        generator = torch.Generator().manual_seed(1)
-        latents = torch.randn(self.setup.numerics_latent, generator=generator)
-        text = torch.randn(1, 24, config.text_dim, generator=generator)
-        pooled = torch.randn(1, config.pooled_dim, generator=generator)
-        timestep = torch.tensor([700.0])
-        fp32 = reference(latents, timestep, text, None, pooled, GUIDANCE).float()
-
-        def run(storage: WeightStorage | None, attention: str = "sdpa") -> torch.Tensor:
-            model = HunyuanVideoTransformer(config, dtype=torch.bfloat16, attention=attention)
-            model.load_state_dict(reference.state_dict())
-            if storage is not None:
-                names = quantizable_linears(config.double_blocks, config.single_blocks)
-                plain = {name: StoredWeight.plain(model.get_submodule(name).weight) for name in names}
-                swap_linears(model, plain, storage, torch.bfloat16)
-            inputs = [t.to(device) for t in (latents, timestep, text, pooled)]
-            return model.to(device)(*inputs[:3], None, inputs[3], GUIDANCE).float().cpu()
-
-        bf16, scaled = run(None), run(WeightStorage.FP8_E4M3FN_SCALED)
-        self.check("bf16_vs_fp32", bf16, fp32)
-        self.check("fp8_scaled_vs_fp32", scaled, fp32)
-        reason = scaled_mm_unsupported_reason(device)
-        if reason is None:
-            self.check("fp8_fast_vs_fp8_scaled", run(WeightStorage.FP8_E4M3FN_FAST), scaled)
-        else:
-            self.budget.skipped.append({"task": "numerics fp8_e4m3fn_fast", "reason": reason})
-        for attention in attention_backends()[1:]:
-            self.check(f"{attention}_vs_sdpa", run(None, attention), bf16)
-
-    def check(self, name: str, value: torch.Tensor, reference: torch.Tensor) -> None:
-        rel = float((value - reference).norm() / reference.norm())
-        bound = NUMERICS_BOUNDS[name]
-        entry = {"check": name, "rel_l2": round(rel, 5), "bound": bound, "finite": bool(torch.isfinite(value).all())}
-        entry["ok"] = entry["finite"] and rel <= bound
-        print(f"  {name}: relative L2 {rel:.4f} (bound {bound}) {'ok' if entry['ok'] else 'OUT OF BOUNDS'}", flush=True)
-        self.results["numerics"].append(entry)
+        checks, skipped = numerics(self.setup.device, self.setup.numerics_latent, attention_backends())
+        self.results["numerics"] += checks
+        self.budget.skipped.extend(skipped)
 
     # -- models, ceiling, output ------------------------------------------------------------------
 
@@ -518,31 +400,6 @@ def plan_record(plan) -> dict:
         "estimate_terms": {"weights": e.weights, "slots": e.slots, "activations": e.activations, "margin": e.margin},
         "copied_per_forward": e.copied_per_forward,
     }
-
-
-def attention_backends() -> list[str]:
-    return ["sdpa"] + [b for b in installed_backends() if b != "sdpa"]
-
-
-def environment(setup: Setup) -> dict:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    env = {
-        "suite": "gpu_suite",
-        "date": now.strftime("%Y-%m-%d"),
-        "started": now.strftime("%Y-%m-%d_%H%M"),
-        "dry_run": setup.dry_run,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "attention_backends": attention_backends(),
-        "text_tokens": setup.text_tokens,
-    }
-    if setup.device.type == "cuda" and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(setup.device)
-        env |= {"device": props.name, "cuda": torch.version.cuda, "total_memory": props.total_memory}
-        env["capability"] = f"{props.major}.{props.minor}"
-    else:
-        env["device"] = "cpu (dry run)" if setup.dry_run else "no CUDA device"
-    return env
 
 
 def _on(model: torch.nn.Module, device: torch.device) -> bool:
