@@ -2,6 +2,7 @@
 numerics. Issue 16; results go to ``bench/results/`` and feed the README's VRAM table (``tools/vram_guide.py``).
 
     python3 bench/gpu_suite.py [--out DIR] [--budget 420] [--only numerics speed caps vae | WORD ...]
+    python3 bench/gpu_suite.py --list     # the planned tasks and their first predictions, no GPU needed
 
 On a machine without CUDA it says so and exits 0. ``--dry-run`` runs every task on the CPU with a tiny
 DiT and VAE (about a minute; ``tests/test_gpu_suite.py`` runs its plan, budget, report, one emulated
