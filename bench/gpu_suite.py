@@ -85,7 +85,11 @@ from suite_setup import Card, Setup, attention_backends, environment, latent_sha
 from hunyuanvideo_pack.hunyuan_model import TransformerHandle, auto_tiling, vae_decode  # noqa: E402
 from hunyuanvideo_pack.hunyuan_model.dit import HunyuanVideoTransformer  # noqa: E402
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap, ModelSizes, SwapChoice, Workload, estimate  # noqa: E402
-from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, ScaledMMLinear  # noqa: E402
+from hunyuanvideo_pack.hunyuan_model.quant import (  # noqa: E402
+    CastLinear,
+    ScaledMMLinear,
+    scaled_mm_unsupported_reason,
+)
 from hunyuanvideo_pack.hunyuan_model.vae import estimate_bytes  # noqa: E402
 
 GUIDANCE = 6.0
@@ -148,8 +152,13 @@ class Suite:
     def run(self, only: tuple[str, ...] = GROUPS) -> None:
         """Every planned task that ``only`` selects (a group name, or any part of the task's name)."""
         self.results["ceiling"] = self.ceiling()
+        no_fp8_matmul = scaled_mm_unsupported_reason(self.setup.device)
+        if no_fp8_matmul:
+            self.budget.skipped.append({"task": f"every {FP8_FAST} task", "reason": no_fp8_matmul})
         for task in self.plan():
             if not any(word == task.group or word in task.name for word in only):
+                continue
+            if no_fp8_matmul and FP8_FAST in task.name:
                 continue
             if not self.budget.allows(task.name, task.predict()):
                 continue
