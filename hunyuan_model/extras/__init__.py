@@ -1,0 +1,27 @@
+"""Options that plug into sampling from outside the DiT: RIFLEx, Enhance-A-Video, skip-layer guidance,
+context windows over time, and extending a video (see :mod:`.options` for how a run applies them)."""
+
+from ..dit.riflex import Riflex, intrinsic_index
+from .context_windows import ContextWindows, WindowedVelocity
+from .enhance import EnhanceAVideo, enhance_factor, factor_from_maps, temporal_maps
+from .options import VideoOptions, applied
+from .runner import PatchRunner
+from .skip_layer import SkipLayerGuidance, SkipLayerVelocity
+from .step_range import StepRange
+
+__all__ = [
+    "ContextWindows",
+    "EnhanceAVideo",
+    "PatchRunner",
+    "Riflex",
+    "SkipLayerGuidance",
+    "SkipLayerVelocity",
+    "StepRange",
+    "VideoOptions",
+    "WindowedVelocity",
+    "applied",
+    "enhance_factor",
+    "factor_from_maps",
+    "intrinsic_index",
+    "temporal_maps",
+]
