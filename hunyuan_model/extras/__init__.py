@@ -4,6 +4,7 @@ context windows over time, and extending a video (see :mod:`.options` for how a 
 from ..dit.riflex import Riflex, intrinsic_index
 from .context_windows import ContextWindows, WindowedVelocity
 from .enhance import EnhanceAVideo, enhance_factor, factor_from_maps, temporal_maps
+from .extend import HeldFrames, extend_latent, extension_input, join_extension
 from .options import VideoOptions, applied
 from .runner import PatchRunner
 from .skip_layer import SkipLayerGuidance, SkipLayerVelocity
@@ -12,6 +13,7 @@ from .step_range import StepRange
 __all__ = [
     "ContextWindows",
     "EnhanceAVideo",
+    "HeldFrames",
     "PatchRunner",
     "Riflex",
     "SkipLayerGuidance",
@@ -21,7 +23,10 @@ __all__ = [
     "WindowedVelocity",
     "applied",
     "enhance_factor",
+    "extend_latent",
+    "extension_input",
     "factor_from_maps",
     "intrinsic_index",
+    "join_extension",
     "temporal_maps",
 ]

@@ -27,9 +27,8 @@ class HeldFrames:
         self.count = clean.shape[2]
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v = self.velocity(x, t)
-        v[:, :, : self.count] = self.path_velocity.to(v.device, v.dtype)
-        return v
+        v = self.velocity(x, t)  # an inference tensor: not written in place
+        return torch.cat((self.path_velocity.to(v.device, v.dtype), v[:, :, self.count :]), dim=2)
 
 
 def extension_input(latent: torch.Tensor, context: int, new: int) -> torch.Tensor:
@@ -59,3 +58,28 @@ def join_extension(latent: torch.Tensor, sampled: torch.Tensor, context: int, bl
         seam = slice(context - blend, context)
         held[:, :, seam] = (1 - w) * held[:, :, seam] + w * sampled[:, :, seam].to(held.dtype)
     return torch.cat((latent[:, :, : latent.shape[2] - context], held, sampled[:, :, context:]), dim=2)
+
+
+def extend_latent(
+    handle,
+    embeds,
+    latent: torch.Tensor,
+    new: int,
+    context: int,
+    blend: int,
+    seed: int,
+    settings=None,
+    **sample_args,
+) -> torch.Tensor:
+    """``latent`` [B, 16, T, H, W] (raw VAE latents) followed by ``new`` generated latent frames, conditioned
+    on its last ``context`` frames with a ``blend``-frame seam; ``[B, 16, T + new, H, W]``. ``settings``
+    must start from pure noise (denoise 1.0, the default); other arguments go to :func:`sample`."""
+    from ..sampling.sampler import sample  # sampling imports this package: import on use
+
+    if settings is not None and (settings.sigmas is not None or settings.denoise != 1.0):
+        raise ValueError("extending samples the new frames from pure noise: use denoise 1.0 and no custom sigmas.")
+    start = extension_input(latent, context, new)
+    if not 0 <= blend <= context:  # refuse before sampling
+        raise ValueError(f"blend must be from 0 to the {context} context frames, got {blend}.")
+    sampled = sample(handle, embeds, start, seed, settings, hold_frames=context, **sample_args)
+    return join_extension(latent, sampled, context, blend)
