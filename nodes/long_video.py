@@ -6,11 +6,11 @@ import dataclasses
 
 from ..hunyuan_model.conditioning import TextEmbeds
 from ..hunyuan_model.dit.riflex import Riflex
-from ..hunyuan_model.extras import ContextWindows, VideoOptions, extend_latent
+from ..hunyuan_model.extras import ContextWindows, VideoOptions, extend_latent, forward_shape
 from ..hunyuan_model.handle import TransformerHandle
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs
 from . import comfy_env
-from .sampling import MAX_SEED, _latent_samples
+from .sampling import MAX_SEED, _latent_samples, _make_room
 from .types import EMBEDS, MODEL
 
 CATEGORY = "HunyuanVideo/long video"
@@ -212,6 +212,8 @@ class HunyuanVideoExtend:
                 f"{samples.shape[2]} ({(samples.shape[2] - 1) * 4 + 1} frames); lower context_frames."
             )
         settings = SamplerSettings(steps=steps, shift=shift, guidance=embedded_guidance)
+        b, c, _, h, w = samples.shape
+        batch_cfg = _make_room(model, embeds, forward_shape(model.options, (b, c, context + new_frames // 4, h, w)))
         with comfy_env.Progress(steps, "HunyuanVideo extend") as progress:
             result = extend_latent(
                 model,
@@ -222,6 +224,7 @@ class HunyuanVideoExtend:
                 blend,
                 seed,
                 settings,
+                batch_cfg=batch_cfg,
                 offload_after=offload_model,
                 on_step=lambda done, _, x0: progress.update(done, x0[:1, :, -1:]),
             )

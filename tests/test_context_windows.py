@@ -9,6 +9,7 @@ from tiny_sampling import CPU, embeds, handle, tiny_model
 
 from hunyuanvideo_pack.hunyuan_model.dit.riflex import Riflex
 from hunyuanvideo_pack.hunyuan_model.extras import ContextWindows, VideoOptions, WindowedVelocity
+from hunyuanvideo_pack.hunyuan_model.handle import WholeModel
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap
 from hunyuanvideo_pack.hunyuan_model.sampling import SamplerSettings, sample
 
@@ -75,3 +76,17 @@ def test_windows_compose_with_block_swap_and_riflex():
     swapped = run(model, options, placement=BlockSwap(double_blocks=2, single_blocks=1, prefetch=True, slots=2))
     assert torch.equal(swapped, whole)
     assert all(p.device == CPU for p in model.parameters())
+
+
+def test_the_placement_and_memory_plan_see_one_window_not_the_whole_video():
+    seen = []
+
+    class Spy(WholeModel):
+        def enter(self, model, compute_device, offload_device, latent_shape):
+            seen.append(tuple(latent_shape))
+            super().enter(model, compute_device, offload_device, latent_shape)
+
+    model = tiny_model()
+    run(model, VideoOptions(context=ContextWindows(4, 2)), frames=9, placement=Spy())
+    run(model, None, frames=9, placement=Spy())
+    assert seen == [(1, 16, 4, 4, 4), (1, 16, 9, 4, 4)]

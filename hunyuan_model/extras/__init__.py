@@ -5,7 +5,7 @@ from ..dit.riflex import Riflex, intrinsic_index
 from .context_windows import ContextWindows, WindowedVelocity
 from .enhance import EnhanceAVideo, enhance_factor, factor_from_maps, temporal_maps
 from .extend import HeldFrames, extend_latent, extension_input, join_extension
-from .options import VideoOptions, applied
+from .options import VideoOptions, applied, forward_shape
 from .runner import PatchRunner
 from .skip_layer import SkipLayerGuidance, SkipLayerVelocity
 from .step_range import StepRange
@@ -26,6 +26,7 @@ __all__ = [
     "extend_latent",
     "extension_input",
     "factor_from_maps",
+    "forward_shape",
     "intrinsic_index",
     "join_extension",
     "temporal_maps",

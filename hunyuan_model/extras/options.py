@@ -29,6 +29,14 @@ class VideoOptions:
         return ", ".join(parts) or "none"
 
 
+def forward_shape(options: VideoOptions | None, latent_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The largest latent one forward sees: with context windows, one window of frames."""
+    if options is None or options.context is None:
+        return tuple(latent_shape)
+    b, c, t, h, w = latent_shape
+    return (b, c, min(t, options.context.length), h, w)
+
+
 @contextlib.contextmanager
 def applied(options: VideoOptions | None, model, velocity, schedule: torch.Tensor) -> Iterator:
     """``velocity`` (a :class:`~hunyuan_model.sampling.GuidedVelocity` over ``model``) with ``options``

@@ -14,7 +14,7 @@ import torch
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
 from ..extras.extend import HeldFrames
-from ..extras.options import applied
+from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback, euler_sample
@@ -127,7 +127,7 @@ def sample(
     check_inputs(handle, embeds, latent)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
-    with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
+    with handle.running(forward_shape(handle.options, latent.shape), offload_after=offload_after) as model:
         device = handle.compute_device
         clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
         noise = noise.to(device)
