@@ -43,7 +43,7 @@ def bf16_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 
 def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
-    from hunyuanvideo_pack.hunyuan_model.dit import tiny
+    from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as tiny
 
     folder.mkdir(parents=True, exist_ok=True)
     names = ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors", "fp8_e4m3fn.safetensors")

@@ -10,7 +10,7 @@ import gguf
 import numpy as np
 import torch
 
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import write_safetensors
 
 HIDDEN = 256  # K-quant rows hold 256 weights
 

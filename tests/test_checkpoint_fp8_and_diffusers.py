@@ -10,7 +10,7 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     CheckpointError,
     ConvertedReader,
     CorruptCheckpointError,
-    DiffusersReader,
+    FolderReader,
     MissingScaleMapError,
     SafetensorsReader,
     TorchReader,
@@ -20,8 +20,8 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     open_checkpoint,
     with_scale_map,
 )
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import fp8_release_tensors, write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import cast_to_fp8
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import fp8_release_tensors, write_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_diffusers_folders_convert_to_tencent_keys_lazily(tmp_path, state, shard
     write_diffusers(tmp_path / "HunyuanVideo" / "transformer", diffusers_state, shards=shards)
     (tmp_path / "HunyuanVideo" / "model_index.json").write_text(json.dumps({"_class_name": "HunyuanVideoPipeline"}))
     diffusers = open_checkpoint(tmp_path / "HunyuanVideo")
-    assert isinstance(diffusers, DiffusersReader) and diffusers.config["num_layers"] == 1
+    assert isinstance(diffusers, FolderReader) and diffusers.config["num_layers"] == 1
     calls = []
 
     def counting(sd):
@@ -221,16 +221,16 @@ def test_broken_diffusers_folders_are_reported(tmp_path, state):
         CorruptCheckpointError,
         match="lists shard 'diffusion_pytorch_model-00002-of-00002.safetensors', which is missing",
     ):
-        DiffusersReader(folder)
+        FolderReader(folder)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
     (pickled / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02")
-    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.bin: pickled weights are not loaded"):
-        DiffusersReader(pickled)
+    with pytest.raises(CorruptCheckpointError, match="diffusion_pytorch_model.bin' is truncated or damaged"):
+        FolderReader(pickled)
 
 
 def test_a_converter_that_mixes_groups_is_caught(tmp_path, state):
     folder = write_diffusers(tmp_path / "t", to_diffusers(state))
     with pytest.raises(CheckpointError, match="produced 'everything' from two key groups"):
-        ConvertedReader(DiffusersReader(folder), lambda sd: {"everything": next(iter(sd.values()))})
+        ConvertedReader(FolderReader(folder), lambda sd: {"everything": next(iter(sd.values()))})

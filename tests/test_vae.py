@@ -421,7 +421,7 @@ def _save(tmp_path, name: str, state: dict):
 )
 def test_other_models_chosen_as_vae_are_named(tmp_path, keys, message):
     path = _save(tmp_path, "wrong.safetensors", {k: torch.zeros(2, 2) for k in keys})
-    with pytest.raises(ValueError, match=rf"wrong\.safetensors is not a HunyuanVideo VAE: it is .*{message}"):
+    with pytest.raises(ValueError, match=rf"wrong\.safetensors' is not a HunyuanVideo VAE: it is .*{message}"):
         load_vae(path)
 
 

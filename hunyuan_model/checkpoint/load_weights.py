@@ -1,6 +1,6 @@
 """Filling a model built on ``meta`` from a reader or a state dict, one tensor at a time.
 
-This is the one loading loop of the pack's DiT: every key is read, converted to its storage
+This is the one loading loop of the pack, for every model (DiT, LLM, CLIP, VAE): every key is read, converted to its storage
 (quantizable Linear weights per :class:`~..quant.WeightStorage`, everything else dense in the
 model's own dtype), moved to its device, and the file pages behind it released once they are no
 longer referenced. At no point does a second full copy of the model exist.
@@ -26,6 +26,11 @@ from .errors import CheckpointError
 from .reader import CheckpointReader, StateDictReader
 
 _SHOWN = 5
+
+
+def is_quantizable(key: str) -> bool:
+    """The DiT's rule: a block Linear weight (:func:`~..quant.keeps_base_precision`)."""
+    return not keeps_base_precision(key)
 
 
 def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], source: str = "the state dict") -> None:
@@ -63,13 +68,15 @@ def load_weights(
     storage: WeightStorage | str = WeightStorage.AS_STORED,
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    linear_weight: Callable[[str], bool] = is_quantizable,
 ) -> nn.Module:
     """Load every tensor of ``source`` (a reader or a state dict, Tencent keys) into ``model``; returns it.
 
     ``model`` is typically built on ``meta`` in its base precision: that dtype is what every
-    tensor other than a quantizable Linear weight (:func:`~..quant.keeps_base_precision`) is cast
-    to, and what float Linear weights stored ``as_stored`` keep. Quantizable Linear weights get the
-    storage module ``storage`` asks for. With ``device`` each tensor moves there as soon as it is
+    tensor other than a quantizable Linear weight is cast to, and what float Linear weights stored
+    ``as_stored`` keep. ``linear_weight(key)`` says which keys are quantizable Linear weights (the
+    DiT's rule, :func:`~..quant.keeps_base_precision`, by default; the LLM's decoder Linears; none
+    for CLIP and the VAE): they get the storage module ``storage`` asks for. With ``device`` each tensor moves there as soon as it is
     converted (a CUDA load never holds the model in RAM); without it, tensors already in the right
     form stay views of the memory-mapped file (or of the state dict: no copy). ``progress(done,
     total)`` is called after each key (it may raise to cancel). Keys and shapes are checked before
@@ -85,7 +92,7 @@ def load_weights(
     for done, key in enumerate(keys, 1):
         stored = reader.load(key)
         base_dtype = placeholders[key].dtype
-        if keeps_base_precision(key):
+        if not linear_weight(key):
             assign_tensor(model, key, stored.dense(base_dtype, device))
         else:
             name = key.removesuffix(".weight")

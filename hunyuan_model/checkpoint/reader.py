@@ -125,6 +125,43 @@ class StateDictReader(CheckpointReader):
         return f"the state dict '{self.path.name}'"
 
 
+class KeyMappedReader(CheckpointReader):
+    """The tensors ``keys`` names (model key -> key in ``reader``) and no others, under the model's names.
+
+    How a loader reads one part of a file in its own names: the LLM inside a LLaVA folder, the CLIP
+    text tower under ``text_model.``. The path, container and notes stay ``reader``'s.
+    """
+
+    def __init__(self, reader: CheckpointReader, keys: Mapping[str, str]) -> None:
+        self._reader, self._keys = reader, dict(keys)
+        self.path, self.container, self.prefix, self.metadata = (
+            reader.path,
+            reader.container,
+            reader.prefix,
+            reader.metadata,
+        )
+        self.notes = reader.notes
+        found = reader.infos()
+        self._infos = {key: found[stored] for key, stored in self._keys.items() if stored in found}
+
+    def infos(self) -> Mapping[str, TensorInfo]:
+        return self._infos
+
+    def load(self, key: str) -> StoredWeight:
+        if key not in self._infos:
+            raise self.missing_key(key)
+        return self._reader.load(self._keys[key])
+
+    def release(self, key: str) -> None:
+        if key in self._infos:
+            self._reader.release(self._keys[key])
+
+
+def plain_tensor(stored: StoredWeight) -> torch.Tensor:
+    """A stored weight as an ordinary tensor: as stored when bf16/fp16/fp32, else dequantized to float32."""
+    return stored.data if stored.is_plain_float else stored.dense(torch.float32)
+
+
 # Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,
 # where a copy-on-write view is charged against the commit limit in full (a 25 GB model would need
 # 25 GB of page file): there the mapping is read-only (tensors must not be written in place).
