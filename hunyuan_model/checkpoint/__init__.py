@@ -19,6 +19,7 @@ from .errors import (
     WrongModelError,
     wrong_model,
 )
+from .folder import FolderReader, model_folder
 from .fp8_map import (
     ScaleMappedReader,
     find_scale_map,
@@ -27,7 +28,6 @@ from .fp8_map import (
     scale_map_candidates,
     with_scale_map,
 )
-from .folder import FolderReader, model_folder
 from .gguf_file import GGUFReader
 from .load_weights import check_shapes, load_weights
 from .open_file import open_checkpoint, sniff_format
