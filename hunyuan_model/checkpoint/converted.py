@@ -8,13 +8,13 @@ converter to get Tencent keys.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
 
 from ..quant import StoredWeight
 from .errors import CheckpointError
-from .reader import CheckpointReader, TensorInfo, plain_tensor
+from .reader import CheckpointReader, TensorInfo, WrappedReader, plain_tensor
 
 Converter = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -30,7 +30,7 @@ def key_group(key: str) -> str:
     return match.group(1) if match else key.split(".", 1)[0]
 
 
-class ConvertedReader(CheckpointReader):
+class ConvertedReader(WrappedReader):
     """``reader`` seen through ``convert`` (a state-dict -> state-dict function), one key group at a time.
 
     Contract for ``convert``: pure torch (it also runs on ``meta`` tensors, which is how shapes are
@@ -41,14 +41,8 @@ class ConvertedReader(CheckpointReader):
     """
 
     def __init__(self, reader: CheckpointReader, convert: Converter, group: Callable[[str], str] = key_group) -> None:
-        self._reader, self._convert = reader, convert
-        self.path, self.container, self.prefix, self.metadata = (
-            reader.path,
-            reader.container,
-            reader.prefix,
-            reader.metadata,
-        )
-        self.notes = [*reader.notes, "keys converted"]
+        super().__init__(reader, "keys converted")
+        self._convert = convert
         self._sources: dict[str, list[str]] = {}
         for key in reader.infos():
             self._sources.setdefault(group(key), []).append(key)
@@ -73,9 +67,6 @@ class ConvertedReader(CheckpointReader):
         else:
             inputs = {key: plain_tensor(self._reader.load(key)) for key in keys}
         return self._convert(inputs)
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         name = self._group_of.get(key)

@@ -13,12 +13,11 @@ for their towers).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..quant import StoredWeight
 from .errors import CheckpointError, CorruptCheckpointError
-from .reader import CheckpointReader, TensorInfo
+from .reader import CheckpointReader
 
 # Single weight files, then the index of a sharded save, in the order a folder is searched.
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "pytorch_model.bin")
@@ -99,9 +98,6 @@ class FolderReader(CheckpointReader):
             absent = sorted(set(listed) - set(self._infos))
             if absent:
                 raise CorruptCheckpointError(f"'{index}' lists tensors no shard holds, e.g. {absent[:3]}.")
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         if key not in self._owner:

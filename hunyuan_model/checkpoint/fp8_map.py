@@ -17,7 +17,7 @@ import torch
 from ..quant import StoredWeight
 from ..quant.fp8 import is_fp8, looks_prescaled
 from .errors import CheckpointError, MissingScaleMapError
-from .reader import CheckpointReader, TensorInfo
+from .reader import CheckpointReader, TensorInfo, WrappedReader
 from .safetensors_file import SafetensorsReader
 from .torch_file import ZIP_MAGIC, TorchReader
 
@@ -79,7 +79,7 @@ def load_scale_map(path: str | Path) -> dict[str, torch.Tensor]:
     return scales
 
 
-class ScaleMappedReader(CheckpointReader):
+class ScaleMappedReader(WrappedReader):
     """``reader``'s tensors with Tencent's per-layer scales attached to the FP8 weights.
 
     Every FP8 weight must have a scale and every scale an FP8 weight; a mismatch means the map
@@ -87,14 +87,7 @@ class ScaleMappedReader(CheckpointReader):
     """
 
     def __init__(self, reader: CheckpointReader, scales: Mapping[str, torch.Tensor], map_path: str | Path) -> None:
-        self._reader = reader
-        self.path, self.container, self.prefix, self.metadata = (
-            reader.path,
-            reader.container,
-            reader.prefix,
-            reader.metadata,
-        )
-        self.notes = [*reader.notes, f"scale map '{Path(map_path).name}'"]
+        super().__init__(reader, f"scale map '{Path(map_path).name}'")
         fp8_layers = {
             key.removesuffix(".weight")
             for key, info in reader.infos().items()
@@ -119,9 +112,6 @@ class ScaleMappedReader(CheckpointReader):
             key: TensorInfo(info.shape, f"{info.storage} scaled") if key in self._scales else info
             for key, info in reader.infos().items()
         }
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         stored = self._reader.load(key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -60,9 +59,6 @@ class GGUFReader(CheckpointReader):
             key: TensorInfo(self._shapes[key], _storage_name(GGMLType(int(t.tensor_type))))
             for key, t in self._tensors.items()
         }
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         tensor = self._tensors.get(key)

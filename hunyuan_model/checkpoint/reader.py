@@ -65,9 +65,11 @@ class CheckpointReader(ABC):
     notes: list[str]  # what was found on the way: wrapper key, prefix, markers; for messages and logs
     metadata: dict[str, str]
 
-    @abstractmethod
+    _infos: Mapping[str, TensorInfo]
+
     def infos(self) -> Mapping[str, TensorInfo]:
         """Every tensor key (prefix stripped) with its shape and storage, in file order."""
+        return self._infos
 
     @abstractmethod
     def load(self, key: str) -> StoredWeight:
@@ -113,9 +115,6 @@ class StateDictReader(CheckpointReader):
             for key, value in self._tensors.items()
         }
 
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
-
     def load(self, key: str) -> StoredWeight:
         if key not in self._tensors:
             raise self.missing_key(key)
@@ -125,27 +124,33 @@ class StateDictReader(CheckpointReader):
         return f"the state dict '{self.path.name}'"
 
 
-class KeyMappedReader(CheckpointReader):
-    """The tensors ``keys`` names (model key -> key in ``reader``) and no others, under the model's names.
+class WrappedReader(CheckpointReader):
+    """Another reader's file seen differently (keys renamed or converted, scales attached): the file,
+    container, prefix and metadata stay ``reader``'s; ``note`` (if any) says what changed."""
 
-    How a loader reads one part of a file in its own names: the LLM inside a LLaVA folder, the CLIP
-    text tower under ``text_model.``. The path, container and notes stay ``reader``'s.
-    """
-
-    def __init__(self, reader: CheckpointReader, keys: Mapping[str, str]) -> None:
-        self._reader, self._keys = reader, dict(keys)
+    def __init__(self, reader: CheckpointReader, note: str | None = None) -> None:
+        self._reader = reader
         self.path, self.container, self.prefix, self.metadata = (
             reader.path,
             reader.container,
             reader.prefix,
             reader.metadata,
         )
-        self.notes = reader.notes
+        self.notes = [*reader.notes, note] if note else list(reader.notes)
+
+
+class KeyMappedReader(WrappedReader):
+    """The tensors ``keys`` names (model key -> key in ``reader``) and no others, under the model's names.
+
+    How a loader reads one part of a file in its own names: the LLM inside a LLaVA folder, the CLIP
+    text tower under ``text_model.``.
+    """
+
+    def __init__(self, reader: CheckpointReader, keys: Mapping[str, str], note: str | None = None) -> None:
+        super().__init__(reader, note)
+        self._keys = dict(keys)
         found = reader.infos()
         self._infos = {key: found[stored] for key, stored in self._keys.items() if stored in found}
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         if key not in self._infos:

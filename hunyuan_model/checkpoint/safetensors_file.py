@@ -20,7 +20,6 @@ import math
 import mmap
 import struct
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -144,9 +143,6 @@ class SafetensorsReader(CheckpointReader):
         if self._scale_key(stored_key):
             storage += " scaled"
         return TensorInfo(tuple(entry["shape"]), storage)
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         stored_key = self._keys.get(key)

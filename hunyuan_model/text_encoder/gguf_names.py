@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..checkpoint import CheckpointReader, TensorInfo
+from ..checkpoint import CheckpointReader, KeyMappedReader
 from ..quant import StoredWeight
 
 _BLOCK_NAMES = {
@@ -54,49 +54,26 @@ def llama_cpp_names(reader: CheckpointReader) -> CheckpointReader:
     return LlamaCppReader(reader) if "token_embd.weight" in reader.infos() else reader
 
 
-class LlamaCppReader(CheckpointReader):
+class LlamaCppReader(KeyMappedReader):
     """A llama.cpp-named Llama GGUF seen with ``LlamaForCausalLM`` names (see module doc)."""
 
     def __init__(self, reader: CheckpointReader) -> None:
-        self._reader = reader
-        self.path, self.container, self.prefix, self.metadata = (
-            reader.path,
-            reader.container,
-            reader.prefix,
-            reader.metadata,
-        )
-        self.notes = [*reader.notes, "llama.cpp names"]
+        renamed = {_transformers_name(key): key for key in reader.infos()}
+        super().__init__(reader, {ours: key for ours, key in renamed.items() if ours is not None}, "llama.cpp names")
         hints = gguf_hints(reader.metadata)
-        self._heads = {
-            "attn_q": int(hints.get("num_attention_heads", 32)),
-            "attn_k": int(hints.get("num_key_value_heads", 8)),
+        self._heads = {  # rows of these projections were permuted per head
+            "q_proj": int(hints.get("num_attention_heads", 32)),
+            "k_proj": int(hints.get("num_key_value_heads", 8)),
         }
-        self._source: dict[str, tuple[str, str]] = {}  # our key -> (GGUF key, llama.cpp layer name)
-        for key in reader.infos():
-            renamed = _transformers_name(key)
-            if renamed is not None:
-                self._source[renamed] = (key, key.split(".")[2] if key.startswith("blk.") else "")
-        found = reader.infos()
-        self._infos = {key: found[stored] for key, (stored, _) in self._source.items()}
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
-        if key not in self._source:
-            raise self.missing_key(key)
-        stored_key, layer = self._source[key]
-        stored = self._reader.load(stored_key)
-        heads = self._heads.get(layer)
+        stored = super().load(key)
+        heads = self._heads.get(key.split(".")[-2])
         if heads is None:
             return stored
         rows = stored.data.reshape(stored.shape[0], -1)
         unpermuted = rows.reshape(heads, -1, 2, rows.shape[1]).transpose(1, 2).reshape(rows.shape)
         return StoredWeight(unpermuted.reshape(stored.data.shape), stored.shape, stored.qtype, stored.scale)
-
-    def release(self, key: str) -> None:
-        if key in self._source:
-            self._reader.release(self._source[key][0])
 
 
 def _transformers_name(key: str) -> str | None:

@@ -25,13 +25,7 @@ def llm_prefix(keys: Iterable[str]) -> str | None:
     LLaVA checkpoints hold a CLIP vision tower whose keys also end in ``layers.0.self_attn...``;
     the language model is the one with an ``embed_tokens`` beside its layers.
     """
-    keys = set(keys)
-    for key in sorted(keys):
-        if key.endswith(_LLM_ANCHOR):
-            prefix = key[: -len(_LLM_ANCHOR)]
-            if prefix + "embed_tokens.weight" in keys:
-                return prefix
-    return None
+    return _prefix(keys, _LLM_ANCHOR, "embed_tokens.weight")
 
 
 def clip_prefix(keys: Iterable[str]) -> str | None:
@@ -40,10 +34,13 @@ def clip_prefix(keys: Iterable[str]) -> str | None:
     Usually ``text_model.``; transformers 5 saves a ``CLIPTextModel`` without it. A vision tower
     has the same encoder keys but patch embeddings instead of token embeddings.
     """
+    return _prefix(keys, _CLIP_ANCHOR, "embeddings.token_embedding.weight")
+
+
+def _prefix(keys: Iterable[str], anchor: str, sibling: str) -> str | None:
+    """The first prefix (in key order) under which both ``anchor`` and ``sibling`` are keys."""
     keys = set(keys)
     for key in sorted(keys):
-        if key.endswith(_CLIP_ANCHOR):
-            prefix = key[: -len(_CLIP_ANCHOR)]
-            if prefix + "embeddings.token_embedding.weight" in keys:
-                return prefix
+        if key.endswith(anchor) and key[: -len(anchor)] + sibling in keys:
+            return key[: -len(anchor)]
     return None

@@ -11,6 +11,8 @@ fp16 file into FP8 storage peaks near 8 GB, not 24.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -50,16 +52,7 @@ def load_llm(
     storage = LLM_STORAGE.pick(weights)
     if storage is WeightStorage.NF4:
         require_nf4(torch.device(device))  # before reading 16 GB
-    reader = llama_cpp_names(open_checkpoint(path, prefixes=(), architecture="llama"))
-    prefix = llm_prefix(reader.infos())
-    if prefix is None:
-        raise _not_the_encoder(
-            reader,
-            "an LLM text encoder",
-            ModelKind.LLM,
-            "Choose llava_llama3_fp16.safetensors, llava_llama3_fp8_scaled.safetensors or a "
-            "llava-llama-3-8b transformers folder as the LLM.",
-        )
+    reader, prefix = _open_part(path, _LLM)
     config = LlmConfig.from_shapes(_shapes_under(reader, prefix), _hints(reader))
     from transformers import LlamaModel
 
@@ -86,15 +79,7 @@ def load_clip(path: str | Path, dtype: torch.dtype = torch.float16) -> nn.Module
     folder (``CLIPModel`` or ``CLIPTextModel``), ComfyUI's ``clip_l.safetensors`` (also scaled FP8)
     or a GGUF holding those names."""
     storage = CLIP_STORAGE.pick("default")
-    reader = open_checkpoint(path, prefixes=(), architecture="clip")
-    prefix = clip_prefix(reader.infos())
-    if prefix is None:
-        raise _not_the_encoder(
-            reader,
-            "a CLIP text encoder",
-            ModelKind.CLIP_TEXT,
-            "Choose clip_l.safetensors or an openai/clip-vit-large-patch14 folder as CLIP.",
-        )
+    reader, prefix = _open_part(path, _CLIP)
     config = ClipConfig.from_shapes(_shapes_under(reader, prefix), _hints(reader))
     from transformers import CLIPTextModel
 
@@ -122,9 +107,44 @@ def _hints(reader: CheckpointReader) -> dict:
     return config.get("text_config", config)
 
 
-def _not_the_encoder(reader: CheckpointReader, wanted: str, kind: ModelKind, hint: str) -> Exception:
-    shapes = {key: info.shape for key, info in reader.infos().items()}
-    return wrong_model(reader.describe(), shapes, wanted, kind, TEXT_ENCODER_LOADER, reader.prefix, hint)
+@dataclass(frozen=True)
+class _Part:
+    """One text encoder as a file holds it: how to find it, and what to say when it is not there."""
+
+    wanted: str
+    kind: ModelKind
+    gguf_architecture: str
+    find_prefix: Callable[[Iterable[str]], str | None]
+    hint: str
+
+
+_LLM = _Part(
+    "an LLM text encoder",
+    ModelKind.LLM,
+    "llama",
+    llm_prefix,
+    "Choose llava_llama3_fp16.safetensors, llava_llama3_fp8_scaled.safetensors or a "
+    "llava-llama-3-8b transformers folder as the LLM.",
+)
+_CLIP = _Part(
+    "a CLIP text encoder",
+    ModelKind.CLIP_TEXT,
+    "clip",
+    clip_prefix,
+    "Choose clip_l.safetensors or an openai/clip-vit-large-patch14 folder as CLIP.",
+)
+
+
+def _open_part(path: str | Path, part: _Part) -> tuple[CheckpointReader, str]:
+    """The reader of ``path`` (llama.cpp names mapped back) and the prefix ``part`` sits under."""
+    reader = llama_cpp_names(open_checkpoint(path, prefixes=(), architecture=part.gguf_architecture))
+    prefix = part.find_prefix(reader.infos())
+    if prefix is None:
+        shapes = {key: info.shape for key, info in reader.infos().items()}
+        raise wrong_model(
+            reader.describe(), shapes, part.wanted, part.kind, TEXT_ENCODER_LOADER, reader.prefix, part.hint
+        )
+    return reader, prefix
 
 
 def _frozen(model: nn.Module) -> nn.Module:

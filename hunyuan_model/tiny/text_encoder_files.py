@@ -236,14 +236,10 @@ def write_llm(
         else:
             tensors = {f"model.{name}": tensor for name, tensor in weights.items()}
             write_safetensors_file(_scaled_fp8(tensors, model) if layout == "comfy_fp8_scaled_file" else tensors, path)
-        if tokenizer_dir is not None:
-            shutil.copytree(tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer", dirs_exist_ok=True)
-        return path
+        return _with_tokenizer(path, tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer")
     else:
         raise ValueError(f"unknown LLM layout {layout!r}; expected one of {LLM_LAYOUTS}.")
-    if tokenizer_dir is not None:
-        shutil.copytree(tokenizer_dir, path, dirs_exist_ok=True)
-    return path
+    return _with_tokenizer(path, tokenizer_dir, path)
 
 
 def write_clip(
@@ -265,9 +261,7 @@ def write_clip(
     tensors["text_projection.weight"] = torch.zeros(hidden, hidden, dtype=dtype)
     if layout == "comfy_file":
         write_safetensors_file(tensors, parent_made(path))
-        if tokenizer_dir is not None:
-            shutil.copytree(tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer", dirs_exist_ok=True)
-        return path
+        return _with_tokenizer(path, tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer")
     if layout != "clip_folder":
         raise ValueError(f"unknown CLIP layout {layout!r}; expected one of {CLIP_LAYOUTS}.")
     tensors |= {
@@ -278,8 +272,13 @@ def write_clip(
     text_config = {key: value for key, value in model.config.to_dict().items() if not key.startswith("_")}
     clip = {"architectures": ["CLIPModel"], "model_type": "clip", "text_config": text_config, "vision_config": {}}
     write_model_folder(path, {"model.safetensors": tensors}, clip)
+    return _with_tokenizer(path, tokenizer_dir, path)
+
+
+def _with_tokenizer(path: Path, tokenizer_dir: str | Path | None, where: Path) -> Path:
+    """``path``, after copying the tokenizer files (if any) to ``where``: into a folder, or beside a single file."""
     if tokenizer_dir is not None:
-        shutil.copytree(tokenizer_dir, path, dirs_exist_ok=True)
+        shutil.copytree(tokenizer_dir, where, dirs_exist_ok=True)
     return path
 
 
