@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ..identify import MODEL_LOADER, ModelKind
 from ..quant import StoredWeight
 from ..quant.fp8 import is_fp8, looks_prescaled
-from .errors import CheckpointError, MissingScaleMapError
+from .errors import CheckpointError, MissingScaleMapError, wrong_model
+from .open_file import open_checkpoint
 from .reader import CheckpointReader, TensorInfo, WrappedReader
-from .safetensors_file import SafetensorsReader
-from .torch_file import ZIP_MAGIC, TorchReader
 
 MAP_SUFFIXES = (".pt", ".safetensors", ".pth")
 
@@ -60,15 +60,18 @@ def find_scale_map(weights_path: str | Path, explicit: str | Path | None = None)
 def load_scale_map(path: str | Path) -> dict[str, torch.Tensor]:
     """``{module name: float32 scalar}`` from a ``.pt`` (weights only) or ``.safetensors`` scale map."""
     path = Path(path)
-    with open(path, "rb") as file:
-        zipped_or_pickle = file.read(4) == ZIP_MAGIC or path.suffix in (".pt", ".pth")
-    reader = TorchReader(path, prefixes=()) if zipped_or_pickle else SafetensorsReader(path, prefixes=())
+    reader = open_checkpoint(path, prefixes=(), architecture=None)
     scales = {}
     for key, info in reader.infos().items():
         if len(info.shape) > 1 or (info.shape and info.shape[0] != 1):
-            raise CheckpointError(
-                f"'{path.name}' is not an FP8 scale map: '{key}' holds a tensor of shape {list(info.shape)}, "
-                "where a scale map has one number per layer."
+            shapes = {key: info.shape for key, info in reader.infos().items()}
+            raise wrong_model(
+                reader.describe(),
+                shapes,
+                "an FP8 scale map",
+                ModelKind.FP8_SCALE_MAP,
+                MODEL_LOADER,
+                hint=f"'{key}' holds a tensor of shape {list(info.shape)}, where a scale map has one number per layer.",
             )
         scale = reader.load(key).data.float().reshape(())
         if not torch.isfinite(scale) or scale <= 0:
