@@ -1,5 +1,5 @@
 """Odd synthetic checkpoints for the file-layer tests: a few tensors of each kind, raw GGUF blocks,
-diffusers folders of any content. Real-format DiT checkpoints come from ``hunyuan_model.dit.tiny``."""
+diffusers folders of any content. Real-format DiT checkpoints come from ``hunyuan_model.tiny.dit_files``."""
 
 from __future__ import annotations
 
