@@ -117,7 +117,8 @@ def test_a_map_from_another_file_is_refused(tencent_release, tmp_path):
 def test_a_weights_file_chosen_as_map_is_refused(tencent_release):
     path, _ = tencent_release
     with pytest.raises(
-        WrongModelError, match=r"is not an FP8 scale map: it is a HunyuanVideo .*; choose it as model_name\. '\S+' holds"
+        WrongModelError,
+        match=r"is not an FP8 scale map: it is a HunyuanVideo .*; choose it as model_name\. '\S+' holds",
     ):
         load_scale_map(path)
 

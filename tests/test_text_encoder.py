@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hunyuanvideo_pack.hunyuan_model.checkpoint import WrongModelError, open_checkpoint
+from hunyuanvideo_pack.hunyuan_model.checkpoint import CheckpointError, WrongModelError, open_checkpoint
 from hunyuanvideo_pack.hunyuan_model.conditioning import PromptEmbeds, TextEmbeds
 from hunyuanvideo_pack.hunyuan_model.identify import ModelKind, identify
 from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, GGUFLinear, quantize_fp8_scaled
@@ -239,6 +239,8 @@ def test_a_llama_cpp_gguf_loads_with_its_blocks_kept(written, encoder, text_toke
     states = HunyuanTextEncoder(llm, text_tokenizers.llm, clip, text_tokenizers.clip).encode(PROMPTS).text_states
     full = encoder.encode(PROMPTS).text_states
     assert (states - full).norm() / full.norm() < 0.05
+    with pytest.raises(CheckpointError, match=r"is quantized \(Q8_0\); weight storage fp8_e4m3fn_scaled would"):
+        load_llm(written["gguf_file"], weights="fp8_e4m3fn")
 
 
 def test_llava_saved_by_transformers_5_and_its_config_hints_load(tmp_path, written, tiny_text_models):

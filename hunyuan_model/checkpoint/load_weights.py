@@ -22,6 +22,7 @@ from ..quant import (
     require_scaled_mm,
     swap_linears,
 )
+from ..quant.ggml_types import QUANTIZED_NAMES
 from .errors import CheckpointError
 from .reader import CheckpointReader, StateDictReader
 
@@ -62,6 +63,27 @@ def _shapes(mapping: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {key: tuple(int(d) for d in (v.shape if hasattr(v, "shape") else v)) for key, v in mapping.items()}
 
 
+def refuse_requantizing(
+    reader: CheckpointReader, storage: WeightStorage | str, linear_weight: Callable[[str], bool] = is_quantizable
+) -> None:
+    """Raise :class:`CheckpointError` when ``storage`` would quantize GGUF-quantized Linear weights again.
+
+    Only the storages that keep the file's form (``as_stored``, ``default``) take GGUF blocks: any
+    other would dequantize and quantize them again, losing quality and saving nothing.
+    """
+    storage = WeightStorage(storage)
+    if storage in (WeightStorage.AS_STORED, WeightStorage.DEFAULT):
+        return
+    infos = reader.infos()
+    quantized = sorted({infos[key].storage for key in infos if linear_weight(key)} & QUANTIZED_NAMES)
+    if quantized:
+        raise CheckpointError(
+            f"{reader.describe()} is quantized ({', '.join(quantized)}); weight storage {storage.value} would "
+            "dequantize and quantize it again, losing quality and saving nothing. Keep GGUF files as stored "
+            "(as_stored for the transformer, default for the LLM)."
+        )
+
+
 def load_weights(
     model: nn.Module,
     source: CheckpointReader | Mapping[str, torch.Tensor],
@@ -84,6 +106,7 @@ def load_weights(
     (:func:`~..quant.require_scaled_mm`); afterwards nothing is left on ``meta``.
     """
     reader = source if isinstance(source, CheckpointReader) else StateDictReader(source)
+    refuse_requantizing(reader, storage, linear_weight)
     if WeightStorage(storage) is WeightStorage.FP8_E4M3FN_FAST:
         require_scaled_mm(device or "cpu")
     placeholders = model.state_dict(keep_vars=True)

@@ -40,7 +40,7 @@ from ..identify import MODEL_LOADER, ModelKind, identify
 from ..latent import LATENT_CHANNELS
 from ..quant import DIT_STORAGE, GGMLType, WeightStorage, keeps_base_precision
 from ..quant.fp8 import FP8_DTYPES
-from ..quant.ggml_types import BLOCK_LAYOUTS, FLOAT_TYPES
+from ..quant.ggml_types import BLOCK_LAYOUTS, QUANTIZED_NAMES
 from .config import DiTConfig
 from .diffusers_keys import diffusers_to_tencent, is_diffusers_dit
 from .model import HunyuanVideoTransformer, check_dtype
@@ -50,7 +50,6 @@ log = logging.getLogger("HunyuanVideo")
 
 Progress = Callable[[int, int], None]
 
-_QUANTIZED_GGUF = {t.name for t in GGMLType if t not in FLOAT_TYPES}
 _FP8_NAMES = {str(dtype).removeprefix("torch.") for dtype in FP8_DTYPES}
 
 
@@ -77,7 +76,7 @@ class TransformerFile:
             stored = info.storage.removesuffix(" scaled")
             if keeps_base_precision(key):
                 total += numel * base_dtype.itemsize
-            elif stored in _QUANTIZED_GGUF:
+            elif stored in QUANTIZED_NAMES:
                 layout = BLOCK_LAYOUTS[GGMLType[stored]]
                 total += numel // layout.block_size * layout.type_size
             elif stored in _FP8_NAMES or storage is not WeightStorage.AS_STORED:
@@ -97,7 +96,6 @@ class TransformerFile:
         """Build the DiT on ``meta`` and fill it (see :func:`load_transformer` for the arguments)."""
         storage = DIT_STORAGE.pick(storage)
         check_dtype(base_dtype)
-        self._check_storage(storage)
         if self.skeleton:
             model = self.skeleton.pop().to(base_dtype)
             model.attention_backend = attention
@@ -106,14 +104,6 @@ class TransformerFile:
         load_weights(model, self.reader, storage, device, progress)
         log.info("HunyuanVideo DiT loaded from %s, weights %s, %s", self.description, storage.value, base_dtype)
         return model.eval()
-
-    def _check_storage(self, storage: WeightStorage) -> None:
-        quantized = sorted({i.storage for i in self.reader.infos().values()} & _QUANTIZED_GGUF)
-        if quantized and storage is not WeightStorage.AS_STORED:
-            raise CheckpointError(
-                f"{self.description} is quantized ({', '.join(quantized)}); weight storage {storage.value} would "
-                "dequantize and quantize it again, losing quality and saving nothing. Choose as_stored for GGUF files."
-            )
 
 
 def open_transformer(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointReader, KeyMappedReader, load_weights, open_checkpoint, wrong_model
+from ..checkpoint.load_weights import refuse_requantizing
 from ..identify import TEXT_ENCODER_LOADER, ModelKind
 from ..quant import CLIP_STORAGE, LLM_STORAGE, WeightStorage
 from ..quant.nf4 import require_nf4, use_nf4_linears
@@ -43,7 +44,7 @@ def load_llm(
 
     ``path`` is a transformers folder (Tencent's text-only one or the full LLaVA one, whose vision
     tower is ignored), a single file (ComfyUI's ``llava_llama3_fp16.safetensors`` or
-    ``llava_llama3_fp8_scaled.safetensors``) or a llama.cpp GGUF (city96's ``llava-llama-3-8B-*.gguf``).
+    ``llava_llama3_fp8_scaled.safetensors``) or a llama.cpp GGUF (city96's ``llava-llama-3-8b-v1_1-*.gguf``).
     ``weights`` (:data:`~..quant.LLM_STORAGE`): ``default`` stores everything in ``dtype`` (FP8 files
     are dequantized; GGUF blocks stay blocks, dequantized per layer); ``fp8_e4m3fn`` keeps the
     decoder's Linear weights in FP8 with a per-tensor scale (the file's own, or ``max|W|/448``);
@@ -61,13 +62,14 @@ def load_llm(
     # The rotary table is a computed buffer: build it for real.
     model.rotary_emb = type(model.rotary_emb)(config=model.config)
     linears = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+
+    def linear_weight(key: str) -> bool:
+        return key.endswith(".weight") and key.removesuffix(".weight") in linears
+
+    names = KeyMappedReader(reader, {key: prefix + key for key in model.state_dict()})
+    refuse_requantizing(names, storage, linear_weight)
     dense = WeightStorage.DEFAULT if storage is WeightStorage.NF4 else storage
-    load_weights(
-        model,
-        KeyMappedReader(reader, {key: prefix + key for key in model.state_dict()}),
-        dense,
-        linear_weight=lambda key: key.removesuffix(".weight") in linears and key.endswith(".weight"),
-    )
+    load_weights(model, names, dense, linear_weight=linear_weight)
     if storage is WeightStorage.NF4:
         use_nf4_linears(model, linears, dtype, torch.device(device))
     log.info("HunyuanVideo: LLM %s loaded: %s, %s weights", reader.path.name, config, weights)
