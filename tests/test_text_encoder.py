@@ -285,6 +285,29 @@ def test_fp8_scaled_file_encodes_like_its_dequantized_weights(written, encoder, 
     assert 1e-4 < relative < 0.1  # FP8 rounding, not a different model
 
 
+def test_newer_comfyui_quantized_files_read_like_scaled_fp8(tmp_path, written):
+    """ComfyUI 0.19's names (comfy/utils.py:1388): ``weight_scale``, ``input_scale``, a ``comfy_quant`` JSON tensor."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for key, value in load_file(written["comfy_fp8_scaled_file"]).items():
+        if key == "scaled_fp8":
+            continue
+        if key.endswith(".scale_weight"):
+            layer = key.removesuffix(".scale_weight")
+            tensors[f"{layer}.weight_scale"] = value
+            tensors[f"{layer}.input_scale"] = torch.ones(())
+            tensors[f"{layer}.comfy_quant"] = torch.tensor(list(b'{"format": "float8_e4m3fn"}'), dtype=torch.uint8)
+        else:
+            tensors[key] = value
+    save_file(tensors, tmp_path / "llava_llama3_fp8_new.safetensors")
+    for weights in ("default", "fp8_e4m3fn"):
+        new = load_llm(tmp_path / "llava_llama3_fp8_new.safetensors", dtype=torch.float32, weights=weights)
+        old = load_llm(written["comfy_fp8_scaled_file"], dtype=torch.float32, weights=weights)
+        assert new.state_dict().keys() == old.state_dict().keys()
+        assert all(torch.equal(new.state_dict()[k].float(), v.float()) for k, v in old.state_dict().items())
+
+
 def test_fp8_storage_halves_the_linear_weights(written):
     fp16 = load_llm(written["comfy_file"], dtype=torch.float16)
     fp8 = load_llm(written["comfy_file"], dtype=torch.float16, weights="fp8_e4m3fn")
