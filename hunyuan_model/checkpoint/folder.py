@@ -77,7 +77,9 @@ class FolderReader(CheckpointReader):
             )
         self.path, self.prefix, self.metadata = folder, "", {}
         self.config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
-        self.container = "diffusers" if "_diffusers_version" in self.config or "_class_name" in self.config else "model"
+        self.container = (
+            "diffusers" if "_diffusers_version" in self.config or "_class_name" in self.config else "transformers"
+        )
         self.notes = [f"class {self._class_name()}"]
         files = _weight_files(folder)
         if not files:
