@@ -1,8 +1,8 @@
 """Filling a model built on ``meta`` from a reader or a state dict, one tensor at a time.
 
-This is the one loading loop of the pack, for every model (DiT, LLM, CLIP, VAE): every key is read, converted to its storage
-(quantizable Linear weights per :class:`~..quant.WeightStorage`, everything else dense in the
-model's own dtype), moved to its device, and the file pages behind it released once they are no
+This is the one loading loop of the pack, for every model (DiT, LLM, CLIP, VAE): every key is
+read, converted to its storage (quantizable Linear weights per :class:`~..quant.WeightStorage`,
+everything else dense in the model's own dtype), moved to its device, and the file pages behind it released once they are no
 longer referenced. At no point does a second full copy of the model exist.
 """
 
@@ -98,8 +98,8 @@ def load_weights(
     tensor other than a quantizable Linear weight is cast to, and what float Linear weights stored
     ``as_stored`` keep. ``linear_weight(key)`` says which keys are quantizable Linear weights (the
     DiT's rule, :func:`~..quant.keeps_base_precision`, by default; the LLM's decoder Linears; none
-    for CLIP and the VAE): they get the storage module ``storage`` asks for. With ``device`` each tensor moves there as soon as it is
-    converted (a CUDA load never holds the model in RAM); without it, tensors already in the right
+    for CLIP and the VAE): they get the storage module ``storage`` asks for. With ``device`` each
+    tensor moves there as soon as it is converted (a CUDA load never holds the model in RAM); without it, tensors already in the right
     form stay views of the memory-mapped file (or of the state dict: no copy). ``progress(done,
     total)`` is called after each key (it may raise to cancel). Keys and shapes are checked before
     anything is read (:func:`check_shapes`), ``fp8_e4m3fn_fast`` against the device
