@@ -8,6 +8,7 @@ import types
 
 import pytest
 import torch
+from comfyui_run import run_in_comfyui
 
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
 from hunyuanvideo_pack.nodes import host as host_package
@@ -223,3 +224,46 @@ def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(
         sampling.update(2, latent)
     assert made == ["cpu"]
     assert bars == [[(1, None), (2, None)], [(1, ("JPEG", latent.shape)), (2, ("JPEG", latent.shape))]]
+
+
+def test_inside_comfyui_every_placed_model_is_tracked_and_free_memory_counts_dynamic_vram():
+    run_in_comfyui("""
+        class EncoderPair:  # what the text encoder is: no nn.Module, two models inside
+            def __init__(self):
+                self.llm, self.clip = torch.nn.Linear(8, 8), torch.nn.Linear(4, 4)
+
+            def parameters(self):
+                return [*self.llm.parameters(), *self.clip.parameters()]
+
+            def buffers(self):
+                return []
+
+            def to(self, device):
+                self.llm.to(device), self.clip.to(device)
+                return self
+
+        text = PlacedModel(EncoderPair(), cpu, meta, after_run=comfy_env.track_model)
+        vae = PlacedModel(torch.nn.Conv3d(4, 4, 3), cpu, meta, after_run=comfy_env.track_model)
+        dit = TransformerHandle(HunyuanVideoTransformer(DiTConfig.tiny()), cpu, meta, after_run=comfy_env.track_model)
+        for placed in (text, vae, dit):
+            with placed.running((1, 16, 1, 8, 8)):  # kept on the device after the run
+                pass
+        assert len(mm.current_loaded_models) == 3
+
+        free = 10**9
+        mm.get_free_memory = lambda dev=None, torch_free_too=False: (free, free) if torch_free_too else free
+        comfy_env.make_room(free + 10**12, cpu, keep=dit)  # room for the DiT's run: the others leave
+        assert [entry.model.model for entry in mm.current_loaded_models] == [dit.model]
+        assert {p.device.type for p in [*text.model.parameters(), *vae.model.parameters()]} == {"meta"}
+        assert dit.resident_bytes() == module_bytes(dit.model)
+
+        assert comfy_env.free_memory(cpu) == free
+        if CURRENT:  # dynamic VRAM gives back ComfyUI's own models' weights on demand: that is free for us
+            import comfy.memory_management
+            import comfy_aimdo.model_vbar
+
+            comfy.memory_management.aimdo_enabled = True
+            comfy_aimdo.model_vbar.vbars_analyze = lambda: 12345
+            assert comfy_env.free_memory(cpu) == free + 12345
+        print("ok")
+    """)
