@@ -105,13 +105,6 @@ class PlacedModel:
         """Weight bytes on the compute device now."""
         return resident_bytes(self.model, self.compute_device)
 
-    def offload(self) -> int:
-        """Move every weight off the compute device (a host freeing memory); returns the bytes moved."""
-        moved = self.resident_bytes()
-        if moved and not same_device(self.compute_device, self.offload_device):
-            self.model.to(self.offload_device)
-        return moved
-
 
 @dataclass
 class TransformerHandle(PlacedModel):
