@@ -35,10 +35,10 @@ def models_dir(tmp_path):
     for folders in comfy_env.MODEL_FOLDERS.values():
         for folder in folders:
             (tmp_path / "models" / folder).mkdir(parents=True, exist_ok=True)
-    previous = dict(comfy_env._standalone)
+    previous = comfy_env.models_directory(), comfy_env.output_directory()
     comfy_env.configure(models_dir=tmp_path / "models", output_dir=tmp_path / "output")
     yield tmp_path / "models"
-    comfy_env._standalone.update(previous)
+    comfy_env.configure(*previous)
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,10 @@ def models(tmp_path_factory, state):
     tiny.write_fp8_release(state, diffusion / "tencent" / "mp_rank_00_model_states_fp8.pt")
     tiny.write_gguf(state, unet / "hunyuan-video-t2v-720p-Q4_0.gguf", "Q4_0")
     tiny.write_diffusers(state, diffusion / "HunyuanVideo-diffusers")
-    previous = dict(comfy_env._standalone)
+    previous = comfy_env.models_directory(), comfy_env.output_directory()
     comfy_env.configure(models_dir=root, output_dir=root.parent / "output")
     yield root
-    comfy_env._standalone.update(previous)
+    comfy_env.configure(*previous)
 
 
 def test_the_lists_show_every_format_and_the_scale_maps(models):
