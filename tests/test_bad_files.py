@@ -168,15 +168,17 @@ def test_the_python_api_names_the_bad_file(models, tmp_path, slot, case):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("slot", SLOTS)
-def test_the_loader_nodes_name_the_bad_file(models, monkeypatch, slot, case):
+def test_the_loader_nodes_name_the_bad_file(models, slot, case):
     from hunyuanvideo_pack.nodes import comfy_env
 
-    monkeypatch.setitem(comfy_env._standalone, "models_dir", str(models))
+    previous = comfy_env.models_directory()
+    comfy_env.configure(models_dir=models)
     # Beside the good files: the text encoders find their tokenizers there.
-    bad = _bad_file(case, slot, models, models / GOOD[slot][0], tag=f"bad_{slot}_{case}_")
     try:
+        bad = _bad_file(case, slot, models, models / GOOD[slot][0], tag=f"bad_{slot}_{case}_")
         error, message = _expected(case, slot, bad)
         with pytest.raises(error, match=message):
             _node(slot)(bad.name)
     finally:
-        shutil.rmtree(bad) if bad.is_dir() else bad.unlink()
+        comfy_env.configure(models_dir=previous)
+    shutil.rmtree(bad) if bad.is_dir() else bad.unlink()
