@@ -228,6 +228,3 @@ def _out_of_memory_advice(shape: torch.Size, embeds: TextEmbeds) -> str:
         f"the GPU ran out of memory sampling {b} video(s) of {(t - 1) * 4 + 1} frames at {w * 8}x{h * 8}. Use fewer "
         f"frames or a smaller size, enable block swap, or load the model in FP8.{cfg}"
     )
-
-
-NODES = [HunyuanVideoSampler]

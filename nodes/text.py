@@ -390,12 +390,3 @@ class HunyuanVideoConditioningToEmbeds:
             cfg_scale=cfg_scale,
         )
         return (embeds,)
-
-
-NODES = [
-    HunyuanVideoTextEncoderLoader,
-    HunyuanVideoTextEncode,
-    HunyuanVideoTextEmbedsSave,
-    HunyuanVideoTextEmbedsLoad,
-    HunyuanVideoConditioningToEmbeds,
-]

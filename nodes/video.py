@@ -96,6 +96,3 @@ def workflow_metadata(prompt: dict | None, extra_pnginfo: dict | None) -> dict[s
     for key, value in (extra_pnginfo or {}).items():
         tags[key] = json.dumps(value)
     return tags
-
-
-NODES = [HunyuanVideoSaveVideo]

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .workflow_format import input_options
+
+def input_options(spec: tuple) -> dict:
+    """The options dict of an ``INPUT_TYPES`` entry such as ``("INT", {"default": 1})`` (``{}`` if none)."""
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
 def value_problem(spec: tuple, value) -> str | None:

@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
 
 def test_models_of_a_kind_are_listed_across_its_folders(models_dir):

@@ -30,9 +30,10 @@ import av
 import pytest
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, demo_models
-from hunyuanvideo_pack.nodes.headless import set_inputs
-from hunyuanvideo_pack.nodes.workflow_format import ui_to_api, widgets
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.headless.runner import set_inputs
+from hunyuanvideo_pack.headless.workflow_format import ui_to_api, widgets
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")

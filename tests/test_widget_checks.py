@@ -7,8 +7,7 @@ import pytest
 
 from hunyuanvideo_pack.nodes import NODE_CLASSES
 from hunyuanvideo_pack.nodes.latent import HunyuanVideoEmptyLatent
-from hunyuanvideo_pack.nodes.widget_checks import validate, value_problem
-from hunyuanvideo_pack.nodes.workflow_format import input_options
+from hunyuanvideo_pack.nodes.widget_checks import input_options, validate, value_problem
 
 VALIDATED = [cls for cls in NODE_CLASSES if hasattr(cls, "VALIDATE_INPUTS")]
 

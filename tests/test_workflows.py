@@ -8,9 +8,10 @@ import av
 import pytest
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
-from hunyuanvideo_pack.nodes.headless import main, run_graph, set_inputs
-from hunyuanvideo_pack.nodes.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.headless.runner import main, run_graph, set_inputs
+from hunyuanvideo_pack.headless.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
 FOLDER = PACK_DIR / "workflows"
 NAMES = ("text_to_video", "low_vram", "gguf")

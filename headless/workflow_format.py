@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..nodes.widget_checks import input_options
+
 log = logging.getLogger("HunyuanVideo")
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -113,11 +115,6 @@ def node_inputs(class_type: str, node_classes: Mapping[str, type]) -> tuple[dict
         f"node type {class_type!r} is neither a node of this pack nor a ComfyUI core node the headless "
         f"runner knows; run this workflow inside ComfyUI with the node pack that provides it installed."
     )
-
-
-def input_options(spec: tuple) -> dict:
-    """The options dict of an ``INPUT_TYPES`` entry such as ``("INT", {"default": 1})`` (``{}`` if none)."""
-    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
 def widgets(input_types: dict) -> list[Widget]:

@@ -23,7 +23,7 @@ import torch
 from ..hunyuan_model.dit import tiny as dit_tiny
 from ..hunyuan_model.text_encoder import tiny as text_tiny
 from ..hunyuan_model.vae import CausalVideoVAE, VAEConfig
-from . import comfy_env
+from ..nodes import comfy_env
 from .workflow_format import is_link
 
 log = logging.getLogger("HunyuanVideo")

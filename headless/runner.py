@@ -27,8 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import comfy_env, demo_models
-from .widget_checks import value_problem
+from ..nodes import comfy_env
+from ..nodes.widget_checks import value_problem
+from . import demo_models
 from .workflow_format import CORE_NODES, WorkflowError, is_link, load_workflow, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
@@ -239,7 +240,7 @@ def run_graph(
 ) -> RunResult:
     """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines."""
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
+        from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     order, skipped = execution_order(api, node_classes)
     check_graph(api, order, node_classes)
     prompt = json.loads(json.dumps(api))  # the graph as checked, for the files' metadata
@@ -255,7 +256,7 @@ def run_graph(
         report(f"[{step}/{len(order)}] node {node_id}: {node.get('_meta', {}).get('title') or node['class_type']}")
         started = time.perf_counter()
         kwargs = _arguments(cls, node, node_id, values, prompt, extra_pnginfo)
-        outputs, ui = _split_result(getattr(cls(), cls.FUNCTION)(**kwargs), cls)
+        outputs, ui = _split_result(getattr(cls(), cls.FUNCTION)(**kwargs), node["class_type"])
         for value in node["inputs"].values():
             if is_link(value):
                 uses[value[0]] -= 1
@@ -282,10 +283,10 @@ def _arguments(cls, node, node_id, values, prompt, extra_pnginfo) -> dict:
     return kwargs
 
 
-def _split_result(returned, cls) -> tuple[tuple, dict | None]:
+def _split_result(returned, class_type: str) -> tuple[tuple, dict | None]:
     if isinstance(returned, dict):
         if "expand" in returned:
-            raise WorkflowError(f"{cls.__name__} expands into a subgraph, which the headless runner cannot run.")
+            raise WorkflowError(f"{class_type} expands into a subgraph, which the headless runner cannot run.")
         return tuple(returned.get("result") or ()), returned.get("ui")
     return tuple(returned or ()), None
 
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
+        from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)
     try:
         workflow = load_workflow(args.workflow, node_classes)
