@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.headless.runner import _cancel_on_ctrl_c, main, run_graph, set_inputs
+from hunyuanvideo_pack.headless.cli import _cancel_on_ctrl_c, main
+from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
 from hunyuanvideo_pack.headless.workflow_format import WorkflowError
 from hunyuanvideo_pack.hunyuan_model import video_frames
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import PACK_DIR
 from hunyuanvideo_pack.headless import demo_models
-from hunyuanvideo_pack.headless.runner import main, run_graph, set_inputs
+from hunyuanvideo_pack.headless.cli import main
+from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
 from hunyuanvideo_pack.headless.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
