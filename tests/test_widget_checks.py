@@ -63,7 +63,7 @@ def test_values_outside_the_widget_limits_are_refused(cls):
             message = cls.VALIDATE_INPUTS(**{**defaults, name: wrong})
             assert isinstance(message, str) and message.startswith(name), (name, wrong, message)
             checked += 1
-    assert checked
+    assert checked or not any(_out_of_range(_specs(cls)[name]) for name in defaults)  # e.g. only a file prefix
 
 
 def test_the_node_check_runs_once_every_value_is_known():
