@@ -23,12 +23,12 @@ from pathlib import Path
 
 from ..nodes import comfy_env
 from ..nodes.widget_checks import value_problem
+from . import values
 from .workflow_format import CORE_NODES, WorkflowError, is_link, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
 SKIPPED_CORE_OUTPUTS = tuple(CORE_NODES)
-_CASTS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
 @dataclass
@@ -43,8 +43,9 @@ class RunResult:
 def set_inputs(api: dict[str, dict], assignments: list[str], node_classes: Mapping[str, type]) -> None:
     """Apply ``NODE.INPUT=VALUE`` assignments; NODE is a node id, a title, or a class type.
 
-    STRING and combo inputs take VALUE as written; other inputs parse it as JSON (``30``,
-    ``6.5``, ``true``), falling back to the text.
+    STRING and combo inputs take VALUE as written, BOOLEAN inputs their usual spellings
+    (``false``/``no``/``off``/``0``, ``true``/``yes``/``on``/``1``), other inputs parse it as JSON
+    (``30``, ``6.5``), falling back to the text.
     """
     for assignment in assignments:
         target, sep, text = assignment.partition("=")
@@ -56,7 +57,14 @@ def set_inputs(api: dict[str, dict], assignments: list[str], node_classes: Mappi
         spec = _input_spec(node_inputs(class_type, node_classes)[0], name)
         if spec is None:
             raise WorkflowError(f"--set {assignment!r}: node {node_id} ({class_type}) has no input {name!r}.")
-        api[node_id].setdefault("inputs", {})[name] = _parse_value(text, spec)
+        api[node_id].setdefault("inputs", {})[name] = _parsed(assignment, text, spec)
+
+
+def _parsed(assignment: str, text: str, spec: tuple):
+    try:
+        return values.parse_text(text, spec[0])
+    except values.ValueProblem as error:
+        raise WorkflowError(f"--set {assignment!r}: {error}.") from None
 
 
 def _find_node(api: dict[str, dict], ref: str) -> str:
@@ -71,15 +79,6 @@ def _find_node(api: dict[str, dict], ref: str) -> str:
         if len(found) > 1:
             raise WorkflowError(f"{len(found)} nodes have the {what} {ref!r} (ids {', '.join(found)}); use an id.")
     raise WorkflowError(f"no node with id, title or type {ref!r}; the workflow has ids {', '.join(api)}.")
-
-
-def _parse_value(text: str, spec: tuple):
-    if spec[0] == "STRING" or isinstance(spec[0], list) or spec[0] == "COMBO":
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _input_spec(input_types: dict, name: str) -> tuple | None:
@@ -145,13 +144,17 @@ def check_graph(api: dict[str, dict], order: list[str], node_classes: Mapping[st
         node = api[node_id]
         cls = node_classes[node["class_type"]]
         where = f"node {node_id} ({node['class_type']})"
-        for message in _node_problems(api, node, cls, node_classes):
-            problems.append(f"{where}: {message}")
+
+        def warn(message: str, where: str = where) -> None:
+            log.warning("%s: %s", where, message)
+
+        for message in _node_problems(api, node, cls, node_classes, warn):
+            problems += [f"{where}: {line.removeprefix('- ')}" for line in message.splitlines() if line.strip()]
     if problems:
         raise WorkflowError("the workflow does not validate:\n  " + "\n  ".join(problems))
 
 
-def _node_problems(api, node, cls, node_classes) -> list[str]:
+def _node_problems(api, node, cls, node_classes, warn: Callable[[str], None]) -> list[str]:
     input_types = cls.INPUT_TYPES()
     inputs = node.setdefault("inputs", {})
     validator = getattr(cls, "VALIDATE_INPUTS", None)
@@ -169,7 +172,7 @@ def _node_problems(api, node, cls, node_classes) -> list[str]:
             if is_link(value):
                 problem = _link_problem(api, value, spec[0], node_classes, check_type="input_types" not in parameters)
             else:
-                problem = _value_problem(inputs, name, spec, skip_ranges=name in checked_by_node)
+                problem = _value_problem(inputs, name, spec, name in checked_by_node, warn)
             if problem:
                 problems[name] = f"{name}: {problem}"
     required = {
@@ -207,16 +210,16 @@ def _link_problem(api, link, wanted: str, node_classes, check_type: bool) -> str
     return None
 
 
-def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool) -> str | None:
-    kind = spec[0]
+def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool, warn: Callable[[str], None]) -> str | None:
     value = inputs[name]
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]
-    if isinstance(kind, str) and kind in _CASTS:
-        try:
-            value = _CASTS[kind](value)
-        except (TypeError, ValueError):
-            return f"{value!r} is not a valid {kind}"
+    try:
+        value, warning = values.cast(spec[0], value)
+    except values.ValueProblem as error:
+        return str(error)
+    if warning:
+        warn(f"{name}: {warning}")
     inputs[name] = value
     return None if skip_ranges else value_problem(spec, value)
 

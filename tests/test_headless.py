@@ -308,3 +308,50 @@ def test_the_script_runs_from_a_pack_folder_of_any_name(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "node 2 (HunyuanVideoSaveVideo): images: node 1 (HunyuanVideoEmptyLatent) gives LATENT" in result.stdout
     assert "required input 'filename_prefix' is missing" in result.stdout
+
+
+class ToySwitch:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"flag": ("BOOLEAN", {"default": True})}}
+
+    def run(self, flag):
+        CALLS.append(flag)
+        return {}
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [(t, False) for t in ("false", "False", "FALSE", "no", "No", "off", "OFF", "0")]
+    + [(t, True) for t in ("true", "True", "yes", "YES", "on", "On", "1")],
+)
+def test_booleans_take_the_usual_spellings_in_any_case(text, value, models_dir):
+    graph = {"1": {"class_type": "ToySwitch", "inputs": {"flag": True}}}
+    set_inputs(graph, [f"1.flag={text}"], {"ToySwitch": ToySwitch})
+    assert graph["1"]["inputs"]["flag"] is value
+    graph["1"]["inputs"]["flag"] = text  # the same words in an API workflow file
+    run_graph(graph, {"ToySwitch": ToySwitch}, report=lambda line: None)
+    assert CALLS == [value]
+
+
+@pytest.mark.parametrize("text", ["nah", "2", "t", "", "null"])
+def test_other_booleans_are_refused_with_the_accepted_words(text, models_dir):
+    graph = {"1": {"class_type": "ToySwitch", "inputs": {"flag": True}}}
+    with pytest.raises(WorkflowError, match="is not a boolean; use false/no/off/0 or true/yes/on/1"):
+        set_inputs(graph, [f"1.flag={text}"], {"ToySwitch": ToySwitch})
+    graph["1"]["inputs"]["flag"] = text
+    with pytest.raises(WorkflowError, match="flag: .* is not a boolean"):
+        run_graph(graph, {"ToySwitch": ToySwitch})
+
+
+def test_an_int_given_as_a_fraction_runs_truncated_with_a_warning(models_dir, caplog):
+    graph = video_graph()
+    graph["1"]["inputs"]["frames"] = 9.75
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        run_graph(graph, CLASSES, report=lambda line: None)
+    assert "node 1 (HunyuanVideoEmptyLatent): frames: 9.75 is not a whole number; it runs as 9" in caplog.text
+    assert graph["1"]["inputs"]["frames"] == 9
