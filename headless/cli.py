@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -32,9 +33,12 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
         from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)
     try:
+        chosen_models_dir = _chosen_models_dir(args.models_dir)
         workflow = load_workflow(args.workflow, node_classes)
         set_inputs(workflow.api, args.set, node_classes)
-        demo = None if args.no_demo else demo_models.demo_plan(workflow.api)
+        # The demo stands in only for a first try with the default folder; a folder the user named is
+        # meant to hold the real files, and a missing one is the error.
+        demo = None if args.no_demo or chosen_models_dir else demo_models.demo_plan(workflow.api)
         with _demo_models_folder(demo) as demo_folder:
             if demo is not None:
                 _start_demo(demo, demo_folder, workflow.api, args.set, node_classes)
@@ -63,6 +67,25 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
     if demo is not None:
         log.warning("that was a demo with random weights: the video is noise. %s", _real_weights_hint(demo))
     return 0
+
+
+def _chosen_models_dir(models_dir: Path | None) -> str | None:
+    """The models folder the user named (``--models-dir`` or ``HUNYUANVIDEO_MODELS_DIR``), which must
+    exist; None when the default is used."""
+    named = ("--models-dir", str(models_dir)) if models_dir is not None else None
+    if named is None and os.environ.get("HUNYUANVIDEO_MODELS_DIR"):
+        named = ("HUNYUANVIDEO_MODELS_DIR", os.environ["HUNYUANVIDEO_MODELS_DIR"])
+    if named is None:
+        return None
+    option, folder = named
+    if not Path(folder).is_dir():
+        what = "is a file, not a folder" if Path(folder).exists() else "does not exist"
+        raise WorkflowError(
+            f"the models folder {option} {folder} {what} (resolved: {Path(folder).resolve()}). Give the folder "
+            f"laid out like ComfyUI's models/ (diffusion_models, text_encoders, vae); from a checkout inside "
+            f"ComfyUI/custom_nodes that is --models-dir ../../models."
+        )
+    return folder
 
 
 @contextmanager
