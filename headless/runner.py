@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..nodes import comfy_env
 from ..nodes.widget_checks import value_problem
-from . import values
+from . import ui_form, values
 from .workflow_format import CORE_NODES, WorkflowError, is_link, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
@@ -234,12 +234,17 @@ def run_graph(
     extra_pnginfo: dict | None = None,
     report: Callable[[str], None] = log.info,
 ) -> RunResult:
-    """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines."""
+    """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines.
+
+    Saved files get ``prompt`` (the graph as run) and ``extra_pnginfo``, whose ``workflow`` is made to
+    match the run (:mod:`.ui_form`), so that dragging a file onto ComfyUI's page rebuilds what made it.
+    """
     if node_classes is None:
         from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     order, skipped = execution_order(api, node_classes)
     check_graph(api, order, node_classes)
     prompt = json.loads(json.dumps(api))  # the graph as checked, for the files' metadata
+    extra_pnginfo = {**(extra_pnginfo or {}), "workflow": _run_workflow(extra_pnginfo, prompt, node_classes)}
     result = RunResult(skipped=skipped)
     for node_id in skipped:
         report(f"skipping node {node_id} ({api[node_id]['class_type']}): a ComfyUI core node, runs only in ComfyUI")
@@ -265,6 +270,14 @@ def run_graph(
             result.files.extend(_saved_files(ui))
         report(f"        done in {time.perf_counter() - started:.1f} s")
     return result
+
+
+def _run_workflow(extra_pnginfo: dict | None, api: dict[str, dict], node_classes) -> dict:
+    """The UI workflow saved files carry: the given one with the values that ran, or one built from ``api``."""
+    workflow = (extra_pnginfo or {}).get("workflow")
+    if isinstance(workflow, dict):
+        return ui_form.with_run_values(workflow, api, node_classes)
+    return ui_form.ui_from_api(api, node_classes)
 
 
 def _arguments(cls, node, node_id, values, prompt, extra_pnginfo) -> dict:

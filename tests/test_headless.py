@@ -15,7 +15,7 @@ import torch
 from conftest import PACK_DIR
 from hunyuanvideo_pack.headless.cli import _cancel_on_ctrl_c, main
 from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
-from hunyuanvideo_pack.headless.workflow_format import WorkflowError
+from hunyuanvideo_pack.headless.workflow_format import WorkflowError, ui_to_api
 from hunyuanvideo_pack.hunyuan_model import video_frames
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
@@ -268,8 +268,12 @@ def test_the_command_line_runs_a_ui_workflow_with_overrides(tmp_path, models_dir
     assert f"wrote {saved}" in caplog.text
     with av.open(str(saved)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 5
-        assert json.loads(container.metadata["workflow"]) == workflow  # as saved, before overrides
-        assert json.loads(container.metadata["prompt"])["1"]["inputs"]["frames"] == 5
+        stored, prompt = json.loads(container.metadata["workflow"]), json.loads(container.metadata["prompt"])
+    assert prompt["1"]["inputs"]["frames"] == 5
+    # The stored workflow is the one that ran, overrides included: dragged onto ComfyUI it makes this video.
+    assert [node["widgets_values"] for node in stored["nodes"]] == [[64, 32, 5, 1], [0.5], ["ui", "mp4", 24, 30]]
+    assert ui_to_api(stored, CLASSES) == prompt
+    assert stored["links"] == workflow["links"] and json.loads((tmp_path / "wf.json").read_text()) == workflow
 
 
 def test_the_command_line_exit_codes(tmp_path, models_dir, caplog):
