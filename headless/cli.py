@@ -158,10 +158,11 @@ def _parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _cancel_on_ctrl_c():
-    """First Ctrl-C cancels at the next progress update (cleanly); a second one stops at once."""
+    """First Ctrl-C cancels at the next check (cleanly: between transformer blocks, tiles or frames); a second
+    one stops at once."""
 
     def first(signum, frame):
-        log.warning("cancelling at the next progress update; press Ctrl-C again to stop at once.")
+        log.warning("cancelling after the current block; press Ctrl-C again to stop at once.")
         comfy_env.request_cancel()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -29,7 +29,7 @@ class HunyuanVideoSampler:
     DESCRIPTION = (
         "Generates a video latent with HunyuanVideo's flow-matching Euler sampler: from pure noise for "
         "text-to-video (denoise 1.0), or from an encoded video for video-to-video (denoise below 1). The "
-        "progress bar shows a preview of the first frame; cancelling stops within one step."
+        "progress bar shows a preview of the first frame; cancelling stops within one transformer block."
     )
     CATEGORY = CATEGORY
     FUNCTION = "sample"
@@ -163,6 +163,7 @@ class HunyuanVideoSampler:
                     batch_cfg=batch_cfg,
                     offload_after=offload_model,
                     on_step=lambda done, _, x0: progress.update(done, x0[:1]),
+                    between_modules=comfy_env.check_cancel,
                 )
             except torch.cuda.OutOfMemoryError as error:
                 raise SamplingOutOfMemoryError(_out_of_memory_advice(samples.shape, embeds)) from error

@@ -120,6 +120,23 @@ def test_cancel_stops_within_a_step_and_the_next_run_succeeds(model, embeds, lat
     assert torch.equal(again, run(make_handle(model), embeds, latent, seed=3)["samples"])
 
 
+def test_cancel_is_answered_between_blocks_inside_a_step(model, embeds, latent):
+    # One step of a large video can take minutes on the CPU: the request must not wait for the step's end.
+    handle = make_handle(model)
+    called = []
+
+    def cancel_in_the_first_block(name, module, *args):
+        called.append(name)
+        if name == "double_blocks.0":
+            comfy_env.request_cancel()
+        return module(*args)
+
+    with model.using_runner(cancel_in_the_first_block), pytest.raises(comfy_env.Cancelled):
+        run(handle, embeds, latent, seed=3, steps=10)
+    assert called[-1] == "double_blocks.0"  # nothing ran after the request
+    assert handle.placement.events[-1] == ("exit", True)
+
+
 def test_offload_option_reaches_the_placement_and_room_is_made_first(model, embeds, latent, monkeypatch):
     handle = make_handle(model)
     asked = []

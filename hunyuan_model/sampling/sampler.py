@@ -6,13 +6,15 @@ model space, ``raw * VAE_SCALING_FACTOR``. The conversion happens here and nowhe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
+from ..dit.model import HunyuanVideoTransformer
 from ..handle import TransformerHandle
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback, euler_sample
@@ -97,6 +99,21 @@ def _loaded_config(handle: TransformerHandle) -> DiTConfig:
     return handle.model.config
 
 
+@contextlib.contextmanager
+def _checking_between_modules(model: HunyuanVideoTransformer, check: Callable[[], None] | None) -> Iterator[None]:
+    if check is None:
+        yield
+        return
+    runner = model.runner
+
+    def checked(name: str, module: torch.nn.Module, *args):
+        check()
+        return runner(name, module, *args)
+
+    with model.using_runner(checked):
+        yield
+
+
 def sample(
     handle: TransformerHandle,
     embeds: TextEmbeds,
@@ -108,6 +125,7 @@ def sample(
     batch_cfg: bool = True,
     offload_after: bool = False,
     on_step: StepCallback | None = None,
+    between_modules: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
 
@@ -116,13 +134,18 @@ def sample(
     follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
     only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
     ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
-    prompts in one forward.
+    prompts in one forward. ``between_modules()`` runs before each top-level module of every forward
+    (through the model's runner, around whatever runner the placement installed) and may raise to
+    cancel: one step of a large video can take minutes.
     """
     settings = settings or SamplerSettings()
     check_inputs(handle, embeds, latent)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
-    with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
+    with (
+        handle.running(tuple(latent.shape), offload_after=offload_after) as model,
+        _checking_between_modules(model, between_modules),
+    ):
         device = handle.compute_device
         clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
         x = add_noise(clean, noise.to(device), sigmas[0])
