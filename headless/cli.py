@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..nodes import comfy_env
-from . import demo_models
+from . import demo_models, preflight
 from .runner import run_graph, set_inputs
 from .workflow_format import WorkflowError, load_workflow
 
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
                 comfy_env.models_directory(),
                 comfy_env.output_directory(),
             )
+            preflight.announce(workflow.api)
             started = time.perf_counter()
             with _cancel_on_ctrl_c():
                 result = run_graph(workflow.api, node_classes, {"workflow": workflow.ui} if workflow.ui else None)

@@ -359,3 +359,24 @@ def test_an_int_given_as_a_fraction_runs_truncated_with_a_warning(models_dir, ca
         run_graph(graph, CLASSES, report=lambda line: None)
     assert "node 1 (HunyuanVideoEmptyLatent): frames: 9.75 is not a whole number; it runs as 9" in caplog.text
     assert graph["1"]["inputs"]["frames"] == 9
+
+
+def test_the_start_names_device_and_precision_and_warns_of_real_weights_on_the_cpu(
+    demo_models_dir, tmp_path, caplog, monkeypatch
+):
+    models = shutil.copytree(demo_models_dir, tmp_path / "models")
+    dit = models / "diffusion_models" / "hunyuan_video_t2v_720p_bf16.safetensors"
+    dit.unlink()
+    with open(dit, "wb") as sparse:  # the size of real weights, without the disk space
+        sparse.truncate(3 * 2**30)
+    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
+    workflow = PACK_DIR / "workflows" / "text_to_video_api.json"
+    with caplog.at_level("INFO", logger="HunyuanVideo"):
+        main([str(workflow), "--models-dir", str(models), "--output-dir", str(tmp_path / "out"), "--set", "8.crf=99"])
+    assert "device: cpu (" in caplog.text and f"torch {torch.__version__}" in caplog.text
+    assert (
+        "precision: DiT weights fp8_e4m3fn_scaled, DiT compute bf16, text encoders fp16, LLM weights fp8_e4m3fn, "
+        "VAE bf16" in caplog.text
+    )
+    assert "hunyuan_video_t2v_720p_bf16.safetensors is 3.2 GB of real weights and will run on the CPU" in caplog.text
+    assert caplog.text.index("device: cpu") < caplog.text.index("does not validate")  # said before anything

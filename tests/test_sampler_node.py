@@ -203,3 +203,32 @@ def test_bad_node_inputs_are_refused_before_the_model_is_placed(model, embeds, l
     with pytest.raises(TypeError, match="model must be a loaded HunyuanVideo DiT"):
         run(None, embeds, latent)
     assert handle.placement.events == []
+
+
+def test_a_size_far_beyond_the_machine_is_announced_before_the_first_step(model, embeds, latent, caplog):
+    handle = make_handle(model)
+    huge = (1, 16, 33, 512, 512)  # 4096x4096, 129 frames: days of arithmetic on a CPU, even for the tiny DiT
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        sampling_node._warn_if_beyond_the_machine(handle, embeds, huge, steps=30)
+    assert "1 video(s) of 129 frames at 4096x4096 in 30 step(s) is about" in caplog.text
+    assert "that is about" in caplog.text and ("hours" in caplog.text or "days" in caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        sampling_node._warn_if_beyond_the_machine(handle, embeds, tuple(latent["samples"].shape), steps=30)
+    assert caplog.text == ""  # the test size: nothing to say
+
+
+def test_memory_far_beyond_the_free_memory_is_announced_by_the_node(model, embeds, latent, caplog, monkeypatch):
+    monkeypatch.setattr(comfy_env, "free_memory", lambda device: 1024)
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        run(make_handle(model), embeds, latent, steps=1)
+    assert "1 video(s) of 9 frames at 64x64 needs about" in caplog.text and "which has 0.0 MiB free" in caplog.text
+
+
+def test_the_arithmetic_of_a_step_is_counted_as_documented():
+    from hunyuanvideo_pack.hunyuan_model.dit.config import DiTConfig
+    from hunyuanvideo_pack.hunyuan_model.sampling.cost import forward_flops
+
+    released = forward_flops(DiTConfig(), (1, 16, 19, 60, 106), 256)  # 848x480x73
+    assert released == pytest.approx(1.236e15, rel=1e-3)
+    assert forward_flops(DiTConfig(), (2, 16, 19, 60, 106), 256) == 2 * released
