@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..nodes import comfy_env
-from . import demo_models, preflight
+from . import console, demo_models, preflight
 from .runner import run_graph, set_inputs
 from .workflow_format import WorkflowError, load_workflow
 
@@ -28,7 +27,7 @@ log = logging.getLogger("HunyuanVideo")
 def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None = None) -> int:
     """``run_workflow.py``: run a workflow file; returns the exit status (0 ok, 1 failed, 2 bad workflow, 130 cancelled)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    console.set_up_logging()
     if node_classes is None:
         from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)

@@ -1,7 +1,9 @@
 """The headless runner: ComfyUI's execution rules on API graphs, --set overrides, the command line."""
 
 import gc
+import io
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -380,3 +382,36 @@ def test_the_start_names_device_and_precision_and_warns_of_real_weights_on_the_c
     )
     assert "hunyuan_video_t2v_720p_bf16.safetensors is 3.2 GB of real weights and will run on the CPU" in caplog.text
     assert caplog.text.index("device: cpu") < caplog.text.index("does not validate")  # said before anything
+
+
+class ToyChatty:
+    """Logs while its progress bar is open, as a loader or the block-swap plan does."""
+
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def run(self):
+        with comfy_env.Progress(4, "toy bar") as progress:
+            progress.update(2)
+            logging.getLogger("HunyuanVideo").warning("toy says hello")
+            progress.update(4)
+        return {}
+
+
+def test_log_lines_never_share_a_line_with_a_progress_bar(tmp_path, models_dir, monkeypatch):
+    console = io.StringIO()  # a terminal: bars (stderr) and log lines (stdout) in one stream
+    monkeypatch.setattr(sys, "stdout", console)
+    monkeypatch.setattr(sys, "stderr", console)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a fresh process: the runner sets logging up
+    (tmp_path / "wf.json").write_text(json.dumps({"1": {"class_type": "ToyChatty", "inputs": {}}}))
+    assert main([str(tmp_path / "wf.json"), "--output-dir", str(tmp_path)], node_classes={"ToyChatty": ToyChatty}) == 0
+    text = console.getvalue()
+    assert "toy bar:  50%" in text
+    start = text.index("toy says hello")
+    assert text[start - 1] in "\r\n", repr(text[start - 60 : start + 20])  # the bar was cleared first
+    assert text[start + len("toy says hello")] == "\n"
