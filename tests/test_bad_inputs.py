@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import PACK_DIR
 from hunyuanvideo_pack.headless.cli import main
@@ -34,7 +35,7 @@ class Row:
 
 WORKFLOW_FILES = {
     "binary": lambda path: path.write_bytes(bytes(range(256)) * 4),
-    "mp4_without_workflow": lambda path: write_video(__import__("torch").zeros(1, 16, 16, 3), path),
+    "mp4_without_workflow": lambda path: write_video(torch.zeros(1, 16, 16, 3), path),
     "png_without_workflow": lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x00IEND\xaeB`\x82"),
     "truncated_json": lambda path: path.write_text('{"1": {"class_type": '),
     "utf16_text": lambda path: path.write_text(WORKFLOW.read_text(), encoding="utf-16"),

@@ -3,7 +3,9 @@ anything runs, a warning for a prefix that names no file (issue 17, items 1, 4 a
 
 import os
 import threading
+from pathlib import Path
 
+import av
 import pytest
 import torch
 
@@ -70,8 +72,6 @@ def test_videos_saved_at_once_get_their_own_names_and_none_is_overwritten(models
     assert sorted(names) == ["race_00001_.mp4", "race_00002_.mp4", "race_00003_.mp4"]
     output = comfy_env.output_directory()
     assert sorted(p.name for p in output.iterdir()) == sorted(names)  # no placeholder or partial file left
-    import av
-
     shades = set()
     for name in names:
         with av.open(str(output / name)) as container:
@@ -143,7 +143,7 @@ def test_output_problems_are_found_by_the_save_nodes_validation(models_dir, node
 def test_a_read_only_output_folder_is_found_before_saving(tmp_path):
     if os.geteuid() == 0:  # root writes into folders without write permission; /sys refuses even root
         target = "/sys/hunyuanvideo_output"
-        if os.access("/sys", os.W_OK) and output_files._can_write_in(__import__("pathlib").Path("/sys")):
+        if os.access("/sys", os.W_OK) and output_files._can_write_in(Path("/sys")):
             pytest.skip("no read-only folder available to root here")
     else:
         (tmp_path / "ro").mkdir()
