@@ -111,11 +111,8 @@ def model_paths(tmp_path_factory) -> Path:
     return paths
 
 
-def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, model_paths):
-    paths = model_paths
-    (tmp_path / "workflows").mkdir()
-    copies = shrunken_copies(tmp_path / "workflows")
-    output = tmp_path / "output"
+def run_harness(workflows: list[Path], output: Path, model_paths: Path, *options: str) -> subprocess.CompletedProcess:
+    """The acceptance harness on ``workflows``, with the tiny models, saving into ``output``."""
     command = [
         sys.executable,
         str(HARNESS),
@@ -127,11 +124,21 @@ def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, mode
         str(PACK_DIR),
         "--output-dir",
         str(output),
-        f"--extra-args=--extra-model-paths-config {paths} --cache-none",
-        *(f"--workflow={copy}" for copy in copies),
+        *options,
+        f"--extra-args=--extra-model-paths-config {model_paths} --cache-none",
+        *(f"--workflow={path}" for path in workflows),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     print(run.stdout[-20000:], run.stderr[-5000:])
+    return run
+
+
+def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, model_paths):
+    paths = model_paths
+    (tmp_path / "workflows").mkdir()
+    copies = shrunken_copies(tmp_path / "workflows")
+    output = tmp_path / "output"
+    run = run_harness(copies, output, paths)
     assert run.returncode == 0, run.stdout[-5000:]
     assert f"workflows: {len(copies)} passed, 0 failed" in run.stdout
     for copy in copies:
@@ -160,24 +167,7 @@ def test_ui_workflows_built_from_api_runs_rebuild_their_graph_in_the_real_fronte
         rebuilt.append(tmp_path / "workflows" / f"{path.stem}_rebuilt.json")
         rebuilt[-1].write_text(json.dumps(ui_from_api(api, NODE_CLASS_MAPPINGS)))
     output = tmp_path / "output"
-    command = [
-        sys.executable,
-        str(HARNESS),
-        "--comfy",
-        COMFYUI_DIR,
-        "--python",
-        COMFYUI_PYTHON,
-        "--pack",
-        str(PACK_DIR),
-        "--output-dir",
-        str(output),
-        "--ui-convert",
-        "browser",
-        f"--extra-args=--extra-model-paths-config {model_paths} --cache-none",
-        *(f"--workflow={path}" for path in rebuilt),
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-    print(run.stdout[-20000:], run.stderr[-5000:])
+    run = run_harness(rebuilt, output, model_paths, "--ui-convert", "browser")
     assert f"converting {len(rebuilt)} UI workflow(s) with the real frontend" in run.stdout
     assert run.returncode == 0 and f"workflows: {len(rebuilt)} passed, 0 failed" in run.stdout
     for path in rebuilt:
