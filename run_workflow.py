@@ -26,4 +26,4 @@ if __name__ == "__main__":
     from importlib import import_module
 
     import_pack()
-    sys.exit(import_module("hunyuanvideo_pack.nodes.headless").main())
+    sys.exit(import_module("hunyuanvideo_pack.headless.cli").main())

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_all
+
 LATENT_CHANNELS = 16
 SPATIAL_COMPRESSION = 8
 TEMPORAL_COMPRESSION = 4
@@ -29,11 +31,12 @@ class VideoGeometry:
     batch: int = 1
 
     def __post_init__(self) -> None:
-        _check_multiple("width", self.width, PIXEL_ALIGNMENT)
-        _check_multiple("height", self.height, PIXEL_ALIGNMENT)
-        _check_frames(self.frames)
-        if self.batch < 1:
-            raise ValueError(f"batch must be at least 1, got {self.batch}.")
+        check_all(
+            lambda: _check_multiple("width", self.width, PIXEL_ALIGNMENT),
+            lambda: _check_multiple("height", self.height, PIXEL_ALIGNMENT),
+            lambda: _check_frames(self.frames),
+            lambda: _check_batch(self.batch),
+        )
 
     @property
     def latent_shape(self) -> tuple[int, int, int, int, int]:
@@ -75,6 +78,11 @@ def _check_multiple(name: str, value: int, multiple: int) -> None:
         f"{name} must be a positive multiple of {multiple} (the VAE's 8x times the DiT's 2x2 patch), "
         f"got {value}. Nearest valid: {' or '.join(map(str, nearest))}."
     )
+
+
+def _check_batch(batch: int) -> None:
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}.")
 
 
 def _check_frames(frames: int) -> None:

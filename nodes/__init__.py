@@ -1,12 +1,45 @@
 """ComfyUI nodes: thin adapters from widgets to the ``hunyuan_model`` package.
 
-Each node module lists its classes in ``NODES``; a class's name is its node id.
+A node's id is what saved workflows store as its type, so the ids live in one explicit table,
+:data:`NODE_CLASS_MAPPINGS`, and never follow a class name: renaming a class keeps every saved
+workflow working, and an id, once shipped, stays (tests/test_package.py pins them).
 """
 
-from . import block_swap, guidance, latent, long_video, model_loader, sampling, text, vae, video
+from .block_swap import HunyuanVideoBlockSwap
+from .guidance import HunyuanVideoEnhanceAVideo, HunyuanVideoSkipLayerGuidance
+from .latent import HunyuanVideoEmptyLatent
+from .long_video import HunyuanVideoExtend, HunyuanVideoLongVideo
+from .model_loader import HunyuanVideoModelLoader
+from .sampling import HunyuanVideoSampler
+from .text import (
+    HunyuanVideoConditioningToEmbeds,
+    HunyuanVideoTextEmbedsLoad,
+    HunyuanVideoTextEmbedsSave,
+    HunyuanVideoTextEncode,
+    HunyuanVideoTextEncoderLoader,
+)
+from .vae import HunyuanVideoVAEDecode, HunyuanVideoVAEEncode, HunyuanVideoVAELoader
+from .video import HunyuanVideoSaveVideo
 
-_MODULES = (latent, model_loader, block_swap, long_video, guidance, text, sampling, vae, video)
-
-NODE_CLASSES = [cls for module in _MODULES for cls in module.NODES]
-NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
-NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.DISPLAY_NAME for cls in NODE_CLASSES}
+# node id -> class, in the order the node reference lists them
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "HunyuanVideoEmptyLatent": HunyuanVideoEmptyLatent,
+    "HunyuanVideoModelLoader": HunyuanVideoModelLoader,
+    "HunyuanVideoBlockSwap": HunyuanVideoBlockSwap,
+    "HunyuanVideoLongVideo": HunyuanVideoLongVideo,
+    "HunyuanVideoEnhanceAVideo": HunyuanVideoEnhanceAVideo,
+    "HunyuanVideoSkipLayerGuidance": HunyuanVideoSkipLayerGuidance,
+    "HunyuanVideoTextEncoderLoader": HunyuanVideoTextEncoderLoader,
+    "HunyuanVideoTextEncode": HunyuanVideoTextEncode,
+    "HunyuanVideoTextEmbedsSave": HunyuanVideoTextEmbedsSave,
+    "HunyuanVideoTextEmbedsLoad": HunyuanVideoTextEmbedsLoad,
+    "HunyuanVideoConditioningToEmbeds": HunyuanVideoConditioningToEmbeds,
+    "HunyuanVideoSampler": HunyuanVideoSampler,
+    "HunyuanVideoVAELoader": HunyuanVideoVAELoader,
+    "HunyuanVideoVAEDecode": HunyuanVideoVAEDecode,
+    "HunyuanVideoVAEEncode": HunyuanVideoVAEEncode,
+    "HunyuanVideoExtend": HunyuanVideoExtend,
+    "HunyuanVideoSaveVideo": HunyuanVideoSaveVideo,
+}
+NODE_CLASSES = list(NODE_CLASS_MAPPINGS.values())
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.DISPLAY_NAME for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -107,6 +107,3 @@ class HunyuanVideoBlockSwap:
         )
         # A new handle around the same module: ComfyUI caches the loader's output, which must not change.
         return (dataclasses.replace(model, placement=placement, after_run=comfy_env.track_model),)
-
-
-NODES = [HunyuanVideoBlockSwap]

@@ -112,6 +112,3 @@ class HunyuanVideoSkipLayerGuidance:
             StepRange(start_percent, end_percent),
         )
         return (with_options(model, skip_layers=guidance if scale > 0 else None),)
-
-
-NODES = [HunyuanVideoEnhanceAVideo, HunyuanVideoSkipLayerGuidance]

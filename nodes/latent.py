@@ -68,6 +68,3 @@ class HunyuanVideoEmptyLatent:
     def generate(self, width, height, frames, batch):
         geometry = VideoGeometry(width=width, height=height, frames=frames, batch=batch)
         return ({"samples": empty_latent(geometry)},)
-
-
-NODES = [HunyuanVideoEmptyLatent]

@@ -229,6 +229,3 @@ class HunyuanVideoExtend:
                 on_step=lambda done, _, x0: progress.update(done, x0[:1, :, -1:]),
             )
         return ({"samples": result},)
-
-
-NODES = [HunyuanVideoLongVideo, HunyuanVideoExtend]

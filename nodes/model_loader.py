@@ -133,6 +133,3 @@ class HunyuanVideoModelLoader:
         description = f"{source.description}, weights {storage.value}, {base_precision}"
         handle = TransformerHandle(model, compute, offload, description=description, after_run=comfy_env.track_model)
         return (handle,)
-
-
-NODES = [HunyuanVideoModelLoader]

@@ -9,8 +9,10 @@ import torch
 from ..hunyuan_model.conditioning import TextEmbeds
 from ..hunyuan_model.extras import forward_shape
 from ..hunyuan_model.handle import TransformerHandle
+from ..hunyuan_model.latent import video_frames
 from ..hunyuan_model.offload.memory_plan import ModelSizes, Workload, activation_bytes, materializes_scores
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs, sample
+from ..hunyuan_model.sampling.cost import forward_flops, matmul_speed
 from . import comfy_env
 from .types import EMBEDS, MODEL
 
@@ -30,7 +32,7 @@ class HunyuanVideoSampler:
     DESCRIPTION = (
         "Generates a video latent with HunyuanVideo's flow-matching Euler sampler: from pure noise for "
         "text-to-video (denoise 1.0), or from an encoded video for video-to-video (denoise below 1). The "
-        "progress bar shows a preview of the first frame; cancelling stops within one step."
+        "progress bar shows a preview of the first frame; cancelling stops within one transformer block."
     )
     CATEGORY = CATEGORY
     FUNCTION = "sample"
@@ -150,8 +152,10 @@ class HunyuanVideoSampler:
         settings = SamplerSettings(steps=steps, shift=shift, guidance=embedded_guidance, denoise=denoise, sigmas=sigmas)
         check_inputs(model, embeds, samples)
         _explain_settings(settings, samples)
-        batch_cfg = _make_room(model, embeds, forward_shape(model.options, samples.shape))
+        shape = forward_shape(model.options, samples.shape)  # one context window's, when windows are on
+        batch_cfg = _make_room(model, embeds, shape)
         total = len(settings.schedule()) - 1
+        _warn_if_beyond_the_machine(model, embeds, shape, total)
         with comfy_env.Progress(total, "HunyuanVideo sampling") as progress:
             try:
                 result = sample(
@@ -164,6 +168,7 @@ class HunyuanVideoSampler:
                     batch_cfg=batch_cfg,
                     offload_after=offload_model,
                     on_step=lambda done, _, x0: progress.update(done, x0[:1]),
+                    between_modules=comfy_env.check_cancel,
                 )
             except torch.cuda.OutOfMemoryError as error:
                 raise SamplingOutOfMemoryError(_out_of_memory_advice(samples.shape, embeds)) from error
@@ -199,15 +204,7 @@ def _make_room(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, 
     """Ask the host to free memory for the weights still to arrive and one step's activations; returns
     whether true CFG's two prompts fit in one batched forward."""
     device = handle.compute_device
-    tokens = max(p.text_states.shape[1] for p in (embeds.positive, embeds.negative) if p is not None)
-    forward_batch = shape[0] * (2 if embeds.uses_cfg else 1)
-    workload = Workload(
-        (forward_batch, *shape[1:]),
-        text_tokens=tokens,
-        dtype=handle.model.compute_dtype,
-        scores=materializes_scores(handle.model.attention_backend, device),
-    )
-    needed = handle.device_bytes(shape) + activation_bytes(ModelSizes.of(handle.model), workload)
+    needed = _needed_bytes(handle, embeds, shape, batch_cfg=True)
     comfy_env.make_room(needed, device, keep=handle)
     if not embeds.uses_cfg:
         return False
@@ -215,6 +212,60 @@ def _make_room(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, 
     if not batched:
         log.info("HunyuanVideo: too little free memory to batch CFG; running the two prompts one after the other")
     return batched
+
+
+def _needed_bytes(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, ...], batch_cfg: bool) -> int:
+    """Device bytes a step needs beyond what is there: weights still to arrive and one forward's activations."""
+    device = handle.compute_device
+    weights = handle.device_bytes(shape)
+    workload = Workload(
+        (shape[0] * (2 if batch_cfg and embeds.uses_cfg else 1), *shape[1:]),
+        text_tokens=_text_tokens(embeds),
+        dtype=handle.model.compute_dtype,
+        scores=materializes_scores(handle.model.attention_backend, device),
+    )
+    return weights + activation_bytes(ModelSizes.of(handle.model), workload)
+
+
+def _text_tokens(embeds: TextEmbeds) -> int:
+    return max(p.text_states.shape[1] for p in (embeds.positive, embeds.negative) if p is not None)
+
+
+# Far beyond the machine: more than twice the free memory, or more than an hour of arithmetic.
+_MEMORY_FACTOR, _LONG_S = 2.0, 3600.0
+
+
+def _warn_if_beyond_the_machine(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, ...], steps: int):
+    """Say before the first step when the requested size needs far more memory or time than this device has."""
+    device, config = handle.compute_device, handle.model.config
+    needed, free = _needed_bytes(handle, embeds, shape, batch_cfg=False), comfy_env.free_memory(device)
+    size = f"{shape[0]} video(s) of {video_frames(shape[2])} frames at {shape[4] * 8}x{shape[3] * 8}"
+    if needed > _MEMORY_FACTOR * free:
+        log.warning(
+            "HunyuanVideo: %s needs about %s per step on %s, which has %s free: expect swapping or an out-of-memory "
+            "error. Use fewer frames or a smaller size%s.",
+            size, _bytes(needed), device, _bytes(free), ", or block swap" if device.type == "cuda" else "",
+        )  # fmt: skip
+    forwards = steps * (2 if embeds.uses_cfg else 1)
+    flops = forwards * forward_flops(config, shape, _text_tokens(embeds))
+    speed = matmul_speed(device, handle.model.compute_dtype)
+    if flops / speed > _LONG_S:
+        log.warning(
+            "HunyuanVideo: %s in %d step(s) is about %.0f TFLOP; at the %.0f GFLOP/s this %s does, that is about %s. "
+            "Cancel (Ctrl-C, or the cancel button) and use fewer frames, a smaller size or fewer steps%s.",
+            size, steps, flops / 1e12, speed / 1e9, device, _duration(flops / speed),
+            "" if device.type == "cuda" else ", or run on a GPU (a CUDA build of torch)",
+        )  # fmt: skip
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours" if seconds < 2 * 86400 else f"{seconds / 86400:.0f} days"
 
 
 def _out_of_memory_advice(shape: torch.Size, embeds: TextEmbeds) -> str:
@@ -228,6 +279,3 @@ def _out_of_memory_advice(shape: torch.Size, embeds: TextEmbeds) -> str:
         f"the GPU ran out of memory sampling {b} video(s) of {(t - 1) * 4 + 1} frames at {w * 8}x{h * 8}. Use fewer "
         f"frames or a smaller size, enable block swap, or load the model in FP8.{cfg}"
     )
-
-
-NODES = [HunyuanVideoSampler]

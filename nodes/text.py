@@ -13,9 +13,9 @@ from ..hunyuan_model.text_encoder import LLM_WEIGHTS, TEMPLATES, VIDEO, HunyuanT
 from ..hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
 from ..hunyuan_model.text_encoder.native import embeds_from_conditioning
 from ..hunyuan_model.text_encoder.templates import PromptTemplate, template_named
-from . import comfy_env
+from . import comfy_env, output_files
 from .types import EMBEDS, TEXT_ENCODER
-from .widget_checks import validate
+from .widget_checks import join_problems, validate
 
 log = logging.getLogger("HunyuanVideo")
 
@@ -301,10 +301,17 @@ class HunyuanVideoTextEmbedsSave:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix):
+        return join_problems(output_files.output_problems(filename_prefix, comfy_env.output_directory()))
+
     def save(self, embeds: TextEmbeds, filename_prefix):
+        output_files.warn_about_prefix(filename_prefix)
         target = comfy_env.save_target(filename_prefix, 0, 0)
-        path = save_embeds(embeds, target.folder / target.file_name("safetensors"))
-        log.info("HunyuanVideo: text embeds saved to %s", path)
+        with output_files.claimed_file(target.folder, target.filename, target.counter, "safetensors") as claim:
+            name, temporary = claim
+            save_embeds(embeds, temporary)
+        log.info("HunyuanVideo: text embeds saved to %s", target.folder / name)
         return (embeds,)
 
 
@@ -384,12 +391,3 @@ class HunyuanVideoConditioningToEmbeds:
             cfg_scale=cfg_scale,
         )
         return (embeds,)
-
-
-NODES = [
-    HunyuanVideoTextEncoderLoader,
-    HunyuanVideoTextEncode,
-    HunyuanVideoTextEmbedsSave,
-    HunyuanVideoTextEmbedsLoad,
-    HunyuanVideoConditioningToEmbeds,
-]

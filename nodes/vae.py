@@ -231,6 +231,3 @@ class HunyuanVideoVAEEncode:
         manual = Tiling(tile_size, overlap, temporal_size, temporal_overlap) if tiling == "manual" else None
         latent = _on_device(vae, shape, tiling, manual, True, lambda t, progress: encode(vae, video, t, progress))
         return ({"samples": latent},)
-
-
-NODES = [HunyuanVideoVAELoader, HunyuanVideoVAEDecode, HunyuanVideoVAEEncode]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from ..hunyuan_model.video_file import VIDEO_FORMATS, check_crf, write_video
-from . import comfy_env
-from .widget_checks import validate
+from . import comfy_env, output_files
+from .widget_checks import join_problems, validate
 
 CATEGORY = "HunyuanVideo/video"
 
@@ -67,17 +67,26 @@ class HunyuanVideoSaveVideo:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, format, crf):
-        return validate(cls.INPUT_TYPES(), {"format": format, "crf": crf}, check_crf)
+    def VALIDATE_INPUTS(cls, filename_prefix, format, crf):
+        verdict = validate(cls.INPUT_TYPES(), {"format": format, "crf": crf}, check_crf)
+        return join_problems(
+            [
+                *([] if verdict is True else [verdict]),
+                *output_files.output_problems(filename_prefix, comfy_env.output_directory()),
+            ]
+        )
 
     def save(self, images, filename_prefix, format, fps, crf, prompt=None, extra_pnginfo=None):
         frames, height, width = images.shape[0], images.shape[1], images.shape[2]
+        output_files.warn_about_prefix(filename_prefix)
         target = comfy_env.save_target(filename_prefix, width, height)
-        name = target.file_name(format)
-        with comfy_env.Progress(frames, "HunyuanVideo save") as progress:
+        with (
+            output_files.claimed_file(target.folder, target.filename, target.counter, format) as (name, temporary),
+            comfy_env.Progress(frames, "HunyuanVideo save") as progress,
+        ):
             write_video(
                 images,
-                target.folder / name,
+                temporary,
                 fps=fps,
                 format=format,
                 crf=crf,
@@ -96,6 +105,3 @@ def workflow_metadata(prompt: dict | None, extra_pnginfo: dict | None) -> dict[s
     for key, value in (extra_pnginfo or {}).items():
         tags[key] = json.dumps(value)
     return tags
-
-
-NODES = [HunyuanVideoSaveVideo]

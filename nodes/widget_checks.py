@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .workflow_format import input_options
+
+def input_options(spec: tuple) -> dict:
+    """The options dict of an ``INPUT_TYPES`` entry such as ``("INT", {"default": 1})`` (``{}`` if none)."""
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
 def value_problem(spec: tuple, value) -> str | None:
@@ -28,18 +31,25 @@ def value_problem(spec: tuple, value) -> str | None:
 
 
 def validate(input_types: dict, values: dict, check: Callable[..., object] | None = None) -> bool | str:
-    """``True``, or the first problem with ``values`` (input name -> value, ``None`` when linked).
+    """``True``, or every problem with ``values`` (input name -> value, ``None`` when linked), one per line.
 
-    ``check(**values)`` raises ValueError with the message to show when the combination is wrong.
+    ``check(**values)`` raises ValueError with the message to show when the combination is wrong; it
+    runs once each value is known and within its range (its message may itself list several).
     """
     specs = {**input_types.get("required", {}), **(input_types.get("optional") or {})}
-    for name, value in values.items():
-        problem = None if value is None else value_problem(specs[name], value)
-        if problem:
-            return f"{name} {problem}"
-    if check is not None and None not in values.values():
+    problems = [
+        f"{name} {problem}"
+        for name, value in values.items()
+        if value is not None and (problem := value_problem(specs[name], value))
+    ]
+    if check is not None and not problems and None not in values.values():
         try:
             check(**values)
         except ValueError as error:
-            return str(error)
-    return True
+            problems.append(str(error))
+    return join_problems(problems)
+
+
+def join_problems(problems: list[str]) -> bool | str:
+    """A ``VALIDATE_INPUTS`` verdict: ``True`` for no problems, else all of them, one per line."""
+    return "\n".join(problems) or True

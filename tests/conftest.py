@@ -75,6 +75,6 @@ def tiny_text_models():
 @pytest.fixture(scope="session")
 def demo_models_dir(tmp_path_factory):
     """A models folder holding a tiny stand-in for every model file the shared workflows name."""
-    from hunyuanvideo_pack.nodes.demo_models import write_demo_models
+    from hunyuanvideo_pack.headless.demo_models import write_demo_models
 
     return write_demo_models(tmp_path_factory.mktemp("demo_models"))

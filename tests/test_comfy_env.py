@@ -10,7 +10,8 @@ import pytest
 import torch
 from comfyui_run import run_in_comfyui
 
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 from hunyuanvideo_pack.nodes import host as host_package
 from hunyuanvideo_pack.nodes.host.standalone import StandaloneHost
 

@@ -17,6 +17,7 @@ websocket, and the headless runner making the same frames as ComfyUI.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,9 +31,11 @@ import av
 import pytest
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, demo_models
-from hunyuanvideo_pack.nodes.headless import set_inputs
-from hunyuanvideo_pack.nodes.workflow_format import ui_to_api, widgets
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.headless.runner import set_inputs
+from hunyuanvideo_pack.headless.ui_form import ui_from_api
+from hunyuanvideo_pack.headless.workflow_format import ui_to_api, widgets
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")
@@ -108,11 +111,8 @@ def model_paths(tmp_path_factory) -> Path:
     return paths
 
 
-def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, model_paths):
-    paths = model_paths
-    (tmp_path / "workflows").mkdir()
-    copies = shrunken_copies(tmp_path / "workflows")
-    output = tmp_path / "output"
+def run_harness(workflows: list[Path], output: Path, model_paths: Path, *options: str) -> subprocess.CompletedProcess:
+    """The acceptance harness on ``workflows``, with the tiny models, saving into ``output``."""
     command = [
         sys.executable,
         str(HARNESS),
@@ -124,11 +124,21 @@ def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, mode
         str(PACK_DIR),
         "--output-dir",
         str(output),
-        f"--extra-args=--extra-model-paths-config {paths} --cache-none",
-        *(f"--workflow={copy}" for copy in copies),
+        *options,
+        f"--extra-args=--extra-model-paths-config {model_paths} --cache-none",
+        *(f"--workflow={path}" for path in workflows),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     print(run.stdout[-20000:], run.stderr[-5000:])
+    return run
+
+
+def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, model_paths):
+    paths = model_paths
+    (tmp_path / "workflows").mkdir()
+    copies = shrunken_copies(tmp_path / "workflows")
+    output = tmp_path / "output"
+    run = run_harness(copies, output, paths)
     assert run.returncode == 0, run.stdout[-5000:]
     assert f"workflows: {len(copies)} passed, 0 failed" in run.stdout
     for copy in copies:
@@ -138,6 +148,30 @@ def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, mode
             stream = container.streams.video[0]
             frames = sum(1 for _ in container.decode(video=0))
             assert (frames, stream.width, stream.height) == (SIZE["frames"], SIZE["width"], SIZE["height"]), copy
+
+
+def test_ui_workflows_built_from_api_runs_rebuild_their_graph_in_the_real_frontend(tmp_path, model_paths):
+    # What a video from an API-form headless run carries (issue 17, item 3): ComfyUI's page must load it
+    # (loadGraphData) and turn it back into the graph that ran (graphToPrompt), which then runs.
+    if not (
+        shutil.which("node") and shutil.which("chromium") and Path("~/comfy-accept/playwright").expanduser().is_dir()
+    ):
+        pytest.skip("needs node, chromium and playwright-core (~/comfy-accept/playwright) for the real frontend")
+    (tmp_path / "workflows").mkdir()
+    rebuilt = []
+    for path in sorted((PACK_DIR / "workflows").glob("*_api.json")):
+        api = json.loads(path.read_text())
+        (save,) = [i for i, n in api.items() if n["class_type"] == "HunyuanVideoSaveVideo"]
+        overrides = [*demo_models.shrink_overrides(api, SIZE, STEPS), f"{save}.filename_prefix=e2e/{path.stem}_rebuilt"]
+        set_inputs(api, overrides, NODE_CLASS_MAPPINGS)
+        rebuilt.append(tmp_path / "workflows" / f"{path.stem}_rebuilt.json")
+        rebuilt[-1].write_text(json.dumps(ui_from_api(api, NODE_CLASS_MAPPINGS)))
+    output = tmp_path / "output"
+    run = run_harness(rebuilt, output, model_paths, "--ui-convert", "browser")
+    assert f"converting {len(rebuilt)} UI workflow(s) with the real frontend" in run.stdout
+    assert run.returncode == 0 and f"workflows: {len(rebuilt)} passed, 0 failed" in run.stdout
+    for path in rebuilt:
+        assert len(_video_frames(output / "e2e" / f"{path.stem}_00001_.mp4")) == SIZE["frames"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +329,24 @@ def test_bad_values_are_refused_before_anything_runs(server):
         assert status == 400, override
         errors = answer["node_errors"][node]["errors"]
         assert any(e["type"] == kind and text in e["details"] for e in errors), (override, errors)
+    # Every problem of a node is listed; output problems are found here, before anything loads.
+    (server.output / "e2e_server").mkdir(parents=True, exist_ok=True)
+    (server.output / "e2e_server" / "in_the_way").write_text("a file where a folder must be")
+    many = {
+        ("4.width=8192", "4.height=8192"): (
+            "4",
+            ["width 8192 is above the maximum", "height 8192 is above the maximum"],
+        ),
+        ("8.filename_prefix=../../escape",): ("8", ["points outside the output folder"]),
+        ("8.filename_prefix=e2e_server/in_the_way/clip", "8.crf=60"): ("8", ["in_the_way is a file", "crf 60"]),
+    }
+    for overrides, (node, texts) in many.items():
+        prompt = small_workflow("e2e_server/refused")
+        set_inputs(prompt, list(overrides), NODE_CLASS_MAPPINGS)
+        status, answer = server.queue(prompt)
+        assert status == 400, overrides
+        details = " ".join(e["details"] for e in answer["node_errors"][node]["errors"])
+        assert all(text in details for text in texts), (overrides, details)
     # A widget turned into an input gets its value only when the graph runs: validation must not trip on it.
     prompt = small_workflow("e2e_server/linked_width")
     prompt["20"] = {"class_type": "PrimitiveInt", "inputs": {"value": SIZE["width"]}}

@@ -1,7 +1,9 @@
 """The headless runner: ComfyUI's execution rules on API graphs, --set overrides, the command line."""
 
 import gc
+import io
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -13,10 +15,11 @@ import pytest
 import torch
 
 from conftest import PACK_DIR
+from hunyuanvideo_pack.headless.cli import _cancel_on_ctrl_c, main
+from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
+from hunyuanvideo_pack.headless.workflow_format import WorkflowError, ui_to_api
 from hunyuanvideo_pack.hunyuan_model import video_frames
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
-from hunyuanvideo_pack.nodes.headless import _cancel_on_ctrl_c, main, run_graph, set_inputs
-from hunyuanvideo_pack.nodes.workflow_format import WorkflowError
 
 CALLS = []
 
@@ -267,8 +270,12 @@ def test_the_command_line_runs_a_ui_workflow_with_overrides(tmp_path, models_dir
     assert f"wrote {saved}" in caplog.text
     with av.open(str(saved)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 5
-        assert json.loads(container.metadata["workflow"]) == workflow  # as saved, before overrides
-        assert json.loads(container.metadata["prompt"])["1"]["inputs"]["frames"] == 5
+        stored, prompt = json.loads(container.metadata["workflow"]), json.loads(container.metadata["prompt"])
+    assert prompt["1"]["inputs"]["frames"] == 5
+    # The stored workflow is the one that ran, overrides included: dragged onto ComfyUI it makes this video.
+    assert [node["widgets_values"] for node in stored["nodes"]] == [[64, 32, 5, 1], [0.5], ["ui", "mp4", 24, 30]]
+    assert ui_to_api(stored, CLASSES) == prompt
+    assert stored["links"] == workflow["links"] and json.loads((tmp_path / "wf.json").read_text()) == workflow
 
 
 def test_the_command_line_exit_codes(tmp_path, models_dir, caplog):
@@ -307,3 +314,104 @@ def test_the_script_runs_from_a_pack_folder_of_any_name(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "node 2 (HunyuanVideoSaveVideo): images: node 1 (HunyuanVideoEmptyLatent) gives LATENT" in result.stdout
     assert "required input 'filename_prefix' is missing" in result.stdout
+
+
+class ToySwitch:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"flag": ("BOOLEAN", {"default": True})}}
+
+    def run(self, flag):
+        CALLS.append(flag)
+        return {}
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [(t, False) for t in ("false", "False", "FALSE", "no", "No", "off", "OFF", "0")]
+    + [(t, True) for t in ("true", "True", "yes", "YES", "on", "On", "1")],
+)
+def test_booleans_take_the_usual_spellings_in_any_case(text, value, models_dir):
+    graph = {"1": {"class_type": "ToySwitch", "inputs": {"flag": True}}}
+    set_inputs(graph, [f"1.flag={text}"], {"ToySwitch": ToySwitch})
+    assert graph["1"]["inputs"]["flag"] is value
+    graph["1"]["inputs"]["flag"] = text  # the same words in an API workflow file
+    run_graph(graph, {"ToySwitch": ToySwitch}, report=lambda line: None)
+    assert CALLS == [value]
+
+
+@pytest.mark.parametrize("text", ["nah", "2", "t", "", "null"])
+def test_other_booleans_are_refused_with_the_accepted_words(text, models_dir):
+    graph = {"1": {"class_type": "ToySwitch", "inputs": {"flag": True}}}
+    with pytest.raises(WorkflowError, match="is not a boolean; use false/no/off/0 or true/yes/on/1"):
+        set_inputs(graph, [f"1.flag={text}"], {"ToySwitch": ToySwitch})
+    graph["1"]["inputs"]["flag"] = text
+    with pytest.raises(WorkflowError, match="flag: .* is not a boolean"):
+        run_graph(graph, {"ToySwitch": ToySwitch})
+
+
+def test_an_int_given_as_a_fraction_runs_truncated_with_a_warning(models_dir, caplog):
+    graph = video_graph()
+    graph["1"]["inputs"]["frames"] = 9.75
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        run_graph(graph, CLASSES, report=lambda line: None)
+    assert "node 1 (HunyuanVideoEmptyLatent): frames: 9.75 is not a whole number; it runs as 9" in caplog.text
+    assert graph["1"]["inputs"]["frames"] == 9
+
+
+def test_the_start_names_device_and_precision_and_warns_of_real_weights_on_the_cpu(
+    demo_models_dir, tmp_path, caplog, monkeypatch
+):
+    models = shutil.copytree(demo_models_dir, tmp_path / "models")
+    dit = models / "diffusion_models" / "hunyuan_video_t2v_720p_bf16.safetensors"
+    dit.unlink()
+    with open(dit, "wb") as sparse:  # the size of real weights, without the disk space
+        sparse.truncate(3 * 2**30)
+    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
+    workflow = PACK_DIR / "workflows" / "text_to_video_api.json"
+    with caplog.at_level("INFO", logger="HunyuanVideo"):
+        main([str(workflow), "--models-dir", str(models), "--output-dir", str(tmp_path / "out"), "--set", "8.crf=99"])
+    assert "device: cpu (" in caplog.text and f"torch {torch.__version__}" in caplog.text
+    assert (
+        "precision: DiT weights fp8_e4m3fn_scaled, DiT compute bf16, text encoders fp16, LLM weights fp8_e4m3fn, "
+        "VAE bf16" in caplog.text
+    )
+    assert "hunyuan_video_t2v_720p_bf16.safetensors is 3.2 GB of real weights and will run on the CPU" in caplog.text
+    assert caplog.text.index("device: cpu") < caplog.text.index("does not validate")  # said before anything
+
+
+class ToyChatty:
+    """Logs while its progress bar is open, as a loader or the block-swap plan does."""
+
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def run(self):
+        with comfy_env.Progress(4, "toy bar") as progress:
+            progress.update(2)
+            logging.getLogger("HunyuanVideo").warning("toy says hello")
+            progress.update(4)
+        return {}
+
+
+def test_log_lines_never_share_a_line_with_a_progress_bar(tmp_path, models_dir, monkeypatch):
+    console = io.StringIO()  # a terminal: bars (stderr) and log lines (stdout) in one stream
+    monkeypatch.setattr(sys, "stdout", console)
+    monkeypatch.setattr(sys, "stderr", console)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a fresh process: the runner sets logging up
+    (tmp_path / "wf.json").write_text(json.dumps({"1": {"class_type": "ToyChatty", "inputs": {}}}))
+    assert main([str(tmp_path / "wf.json"), "--output-dir", str(tmp_path)], node_classes={"ToyChatty": ToyChatty}) == 0
+    text = console.getvalue()
+    assert "toy bar:  50%" in text
+    start = text.index("toy says hello")
+    assert text[start - 1] in "\r\n", repr(text[start - 60 : start + 20])  # the bar was cleared first
+    assert text[start + len("toy says hello")] == "\n"

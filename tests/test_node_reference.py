@@ -3,7 +3,7 @@
 import importlib.util
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASSES
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
 
 spec = importlib.util.spec_from_file_location("node_reference", PACK_DIR / "tools" / "node_reference.py")
 node_reference = importlib.util.module_from_spec(spec)
@@ -12,14 +12,14 @@ spec.loader.exec_module(node_reference)
 
 def test_readme_node_reference_is_current(models_dir):
     readme = (PACK_DIR / "README.md").read_text(encoding="utf-8")
-    wanted = node_reference.update(readme, node_reference.render(NODE_CLASSES))
+    wanted = node_reference.update(readme, node_reference.render(NODE_CLASS_MAPPINGS))
     assert wanted == readme, "README.md's node reference is out of date: run python3 tools/node_reference.py"
 
 
 def test_every_node_input_and_output_appears_with_its_tooltip(models_dir):
-    reference = node_reference.render(NODE_CLASSES)
-    for cls in NODE_CLASSES:
-        assert f"#### {cls.DISPLAY_NAME}\n\n`{cls.__name__}`. {cls.DESCRIPTION}" in reference
+    reference = node_reference.render(NODE_CLASS_MAPPINGS)
+    for node_id, cls in NODE_CLASS_MAPPINGS.items():
+        assert f"#### {cls.DISPLAY_NAME}\n\n`{node_id}`. {cls.DESCRIPTION}" in reference
         for section in ("required", "optional"):
             for name, spec in cls.INPUT_TYPES().get(section, {}).items():
                 assert f"| `{name}`" in reference and spec[1]["tooltip"] in reference, (cls.__name__, name)
@@ -42,7 +42,7 @@ def test_rows_show_types_ranges_defaults_and_escape_pipes():
                 "optional": {"text": ("STRING", {"default": "", "forceInput": True, "tooltip": "x|y"})},
             }
 
-    assert node_reference.render([Toy]).splitlines() == [
+    assert node_reference.render({"Toy": Toy}).splitlines() == [
         "### HunyuanVideo/toy",
         "",
         "#### Toy",

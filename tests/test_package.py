@@ -25,6 +25,56 @@ def test_mappings_are_exported_and_consistent():
     assert len(hunyuanvideo_pack.NODE_CLASS_MAPPINGS) == len(NODE_CLASSES)
 
 
+# Every node id that shipped (bf756d4): saved workflows store these, so none may change or go.
+SHIPPED_IDS = {
+    "HunyuanVideoEmptyLatent",
+    "HunyuanVideoModelLoader",
+    "HunyuanVideoBlockSwap",
+    "HunyuanVideoTextEncoderLoader",
+    "HunyuanVideoTextEncode",
+    "HunyuanVideoTextEmbedsSave",
+    "HunyuanVideoTextEmbedsLoad",
+    "HunyuanVideoConditioningToEmbeds",
+    "HunyuanVideoSampler",
+    "HunyuanVideoVAELoader",
+    "HunyuanVideoVAEDecode",
+    "HunyuanVideoVAEEncode",
+    "HunyuanVideoSaveVideo",
+}
+
+
+def test_every_shipped_node_id_is_still_registered():
+    assert SHIPPED_IDS <= set(hunyuanvideo_pack.NODE_CLASS_MAPPINGS)
+
+
+def test_node_ids_come_from_the_table_not_from_class_names():
+    source = (PACK_DIR / "nodes" / "__init__.py").read_text()
+    for node_id in hunyuanvideo_pack.NODE_CLASS_MAPPINGS:
+        assert f'"{node_id}":' in source, node_id  # written out, so a class rename cannot change it
+    assert "__name__" not in source
+
+
+def test_nodes_never_import_the_headless_runner():
+    offenders = [
+        f"{path.name}: {line.strip()}"
+        for path in (PACK_DIR / "nodes").glob("*.py")
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from|import)\s+(\.\.headless|hunyuanvideo_pack\.headless)\b", line)
+    ]
+    assert offenders == []
+    result = _run_isolated(
+        f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("pack", {str(PACK_DIR / "__init__.py")!r})
+        pack = importlib.util.module_from_spec(spec)
+        sys.modules["pack"] = pack
+        spec.loader.exec_module(pack)
+        print(sorted(m for m in sys.modules if m.startswith("pack.headless")))
+        """
+    )
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_node_ids_names_and_categories_follow_the_house_rules():
     for node_id, cls in hunyuanvideo_pack.NODE_CLASS_MAPPINGS.items():
         assert re.fullmatch(r"HunyuanVideo[A-Z]\w+", node_id), node_id

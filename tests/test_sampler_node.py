@@ -120,6 +120,23 @@ def test_cancel_stops_within_a_step_and_the_next_run_succeeds(model, embeds, lat
     assert torch.equal(again, run(make_handle(model), embeds, latent, seed=3)["samples"])
 
 
+def test_cancel_is_answered_between_blocks_inside_a_step(model, embeds, latent):
+    # One step of a large video can take minutes on the CPU: the request must not wait for the step's end.
+    handle = make_handle(model)
+    called = []
+
+    def cancel_in_the_first_block(name, module, *args):
+        called.append(name)
+        if name == "double_blocks.0":
+            comfy_env.request_cancel()
+        return module(*args)
+
+    with model.using_runner(cancel_in_the_first_block), pytest.raises(comfy_env.Cancelled):
+        run(handle, embeds, latent, seed=3, steps=10)
+    assert called[-1] == "double_blocks.0"  # nothing ran after the request
+    assert handle.placement.events[-1] == ("exit", True)
+
+
 def test_offload_option_reaches_the_placement_and_room_is_made_first(model, embeds, latent, monkeypatch):
     handle = make_handle(model)
     asked = []
@@ -187,3 +204,32 @@ def test_bad_node_inputs_are_refused_before_the_model_is_placed(model, embeds, l
     with pytest.raises(TypeError, match="model must be a loaded HunyuanVideo DiT"):
         run(None, embeds, latent)
     assert handle.placement.events == []
+
+
+def test_a_size_far_beyond_the_machine_is_announced_before_the_first_step(model, embeds, latent, caplog):
+    handle = make_handle(model)
+    huge = (1, 16, 33, 512, 512)  # 4096x4096, 129 frames: days of arithmetic on a CPU, even for the tiny DiT
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        sampling_node._warn_if_beyond_the_machine(handle, embeds, huge, steps=30)
+    assert "1 video(s) of 129 frames at 4096x4096 in 30 step(s) is about" in caplog.text
+    assert "that is about" in caplog.text and ("hours" in caplog.text or "days" in caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        sampling_node._warn_if_beyond_the_machine(handle, embeds, tuple(latent["samples"].shape), steps=30)
+    assert caplog.text == ""  # the test size: nothing to say
+
+
+def test_memory_far_beyond_the_free_memory_is_announced_by_the_node(model, embeds, latent, caplog, monkeypatch):
+    monkeypatch.setattr(comfy_env, "free_memory", lambda device: 1024)
+    with caplog.at_level("WARNING", logger="HunyuanVideo"):
+        run(make_handle(model), embeds, latent, steps=1)
+    assert "1 video(s) of 9 frames at 64x64 needs about" in caplog.text and "which has 0.0 MiB free" in caplog.text
+
+
+def test_the_arithmetic_of_a_step_is_counted_as_documented():
+    from hunyuanvideo_pack.hunyuan_model.dit.config import DiTConfig
+    from hunyuanvideo_pack.hunyuan_model.sampling.cost import forward_flops
+
+    released = forward_flops(DiTConfig(), (1, 16, 19, 60, 106), 256)  # 848x480x73
+    assert released == pytest.approx(1.236e15, rel=1e-3)
+    assert forward_flops(DiTConfig(), (2, 16, 19, 60, 106), 256) == 2 * released

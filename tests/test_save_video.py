@@ -196,9 +196,9 @@ def test_cancelling_the_node_leaves_no_file(models_dir, monkeypatch):
     assert list(comfy_env.output_directory().iterdir()) == []
 
 
-def test_validation_names_the_crf_range_of_the_chosen_format():
-    assert HunyuanVideoSaveVideo.VALIDATE_INPUTS(format="webm", crf=60) is True
-    message = HunyuanVideoSaveVideo.VALIDATE_INPUTS(format="mp4", crf=60)
+def test_validation_names_the_crf_range_of_the_chosen_format(models_dir):
+    assert HunyuanVideoSaveVideo.VALIDATE_INPUTS(filename_prefix="v", format="webm", crf=60) is True
+    message = HunyuanVideoSaveVideo.VALIDATE_INPUTS(filename_prefix="v", format="mp4", crf=60)
     assert "crf 60 is outside 0..51, the range of libx264 (mp4)" in message
 
 

@@ -7,8 +7,7 @@ import pytest
 
 from hunyuanvideo_pack.nodes import NODE_CLASSES
 from hunyuanvideo_pack.nodes.latent import HunyuanVideoEmptyLatent
-from hunyuanvideo_pack.nodes.widget_checks import validate, value_problem
-from hunyuanvideo_pack.nodes.workflow_format import input_options
+from hunyuanvideo_pack.nodes.widget_checks import input_options, validate, value_problem
 
 VALIDATED = [cls for cls in NODE_CLASSES if hasattr(cls, "VALIDATE_INPUTS")]
 
@@ -64,7 +63,7 @@ def test_values_outside_the_widget_limits_are_refused(cls):
             message = cls.VALIDATE_INPUTS(**{**defaults, name: wrong})
             assert isinstance(message, str) and message.startswith(name), (name, wrong, message)
             checked += 1
-    assert checked
+    assert checked or not any(_out_of_range(_specs(cls)[name]) for name in defaults)  # e.g. only a file prefix
 
 
 def test_the_node_check_runs_once_every_value_is_known():

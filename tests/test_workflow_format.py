@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
-from hunyuanvideo_pack.nodes.workflow_format import (
+from hunyuanvideo_pack.headless.workflow_format import (
     CORE_NODES,
     WorkflowError,
     load_workflow,
     ui_to_api,
     widgets,
 )
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
 
 
 class ToySampler:

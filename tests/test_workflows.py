@@ -8,9 +8,11 @@ import av
 import pytest
 
 from conftest import PACK_DIR
-from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
-from hunyuanvideo_pack.nodes.headless import main, run_graph, set_inputs
-from hunyuanvideo_pack.nodes.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
+from hunyuanvideo_pack.headless import demo_models
+from hunyuanvideo_pack.headless.cli import main
+from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
+from hunyuanvideo_pack.headless.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
+from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
 FOLDER = PACK_DIR / "workflows"
 NAMES = ("text_to_video", "low_vram", "gguf", "long_video")
@@ -102,11 +104,13 @@ def test_every_workflow_runs_headless_on_tiny_models(demo_models_dir, models_dir
     assert frames[0].std() > 1  # decoded noise, not a blank frame
 
 
-def test_without_the_weights_the_readme_command_runs_a_cpu_demo(models_dir, tmp_path, caplog):
+def test_without_the_weights_the_readme_command_runs_a_cpu_demo(models_dir, tmp_path, caplog, monkeypatch):
+    # The default models folder (here the fixture's, empty): a folder named with --models-dir gets no demo.
+    monkeypatch.delenv("HUNYUANVIDEO_MODELS_DIR", raising=False)
     workflow = str(FOLDER / "text_to_video.json")  # the UI form: the same run as the API form
     small = [f"--set=4.{key}={value}" for key, value in SMALL.items()] + ["--set=5.steps=1"]
     with caplog.at_level(logging.INFO, logger="HunyuanVideo"):
-        assert main([workflow, "--models-dir", str(models_dir), "--output-dir", str(tmp_path), *small]) == 0
+        assert main([workflow, "--output-dir", str(tmp_path), *small]) == 0
     log = caplog.text
     assert "none of the model files this workflow names are in" in log and "the result is noise" in log
     assert "--set 4.width=256 --set 4.height=144 --set 4.frames=25 --set 5.steps=4" in log
@@ -115,5 +119,8 @@ def test_without_the_weights_the_readme_command_runs_a_cpu_demo(models_dir, tmp_
         stream = container.streams.video[0]
         assert (stream.frames, stream.width, stream.height) == (5, 64, 48)  # the user's --set wins
     caplog.clear()
-    assert main([workflow, "--models-dir", str(models_dir), "--no-demo"]) == 2
+    assert main([workflow, "--no-demo"]) == 2
     assert "is not one of the choices" in caplog.text
+    caplog.clear()
+    assert main([workflow, "--models-dir", str(models_dir)]) == 2  # named, so the files are meant to be there
+    assert "is not one of the choices" in caplog.text and "CPU demo" not in caplog.text

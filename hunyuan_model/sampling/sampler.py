@@ -6,13 +6,15 @@ model space, ``raw * VAE_SCALING_FACTOR``. The conversion happens here and nowhe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
+from ..dit.model import HunyuanVideoTransformer
 from ..extras.extend import HeldFrames
 from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
@@ -99,6 +101,21 @@ def _loaded_config(handle: TransformerHandle) -> DiTConfig:
     return handle.model.config
 
 
+@contextlib.contextmanager
+def _checking_between_modules(model: HunyuanVideoTransformer, check: Callable[[], None] | None) -> Iterator[None]:
+    if check is None:
+        yield
+        return
+    runner = model.runner
+
+    def checked(name: str, module: torch.nn.Module, *args):
+        check()
+        return runner(name, module, *args)
+
+    with model.using_runner(checked):
+        yield
+
+
 def sample(
     handle: TransformerHandle,
     embeds: TextEmbeds,
@@ -111,6 +128,7 @@ def sample(
     offload_after: bool = False,
     on_step: StepCallback | None = None,
     hold_frames: int = 0,
+    between_modules: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
 
@@ -122,12 +140,18 @@ def sample(
     prompts in one forward. The handle's ``options`` (RIFLEx, context windows, ...) apply, see
     :mod:`hunyuan_model.extras`. ``hold_frames`` keeps the first frames of ``latent`` on their noising
     path, so they end as they came in (extending a video: :mod:`hunyuan_model.extras.extend`).
+    ``between_modules()`` runs before each top-level module of every forward (through the model's
+    runner, around whatever runner the placement installed) and may raise to cancel: one step of a
+    large video can take minutes.
     """
     settings = settings or SamplerSettings()
     check_inputs(handle, embeds, latent)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
-    with handle.running(forward_shape(handle.options, latent.shape), offload_after=offload_after) as model:
+    with (
+        handle.running(forward_shape(handle.options, latent.shape), offload_after=offload_after) as model,
+        _checking_between_modules(model, between_modules),
+    ):
         device = handle.compute_device
         clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
         noise = noise.to(device)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import check_all
 from .config import SPATIAL_COMPRESSION as S
 from .config import TEMPORAL_COMPRESSION as T
 
@@ -35,8 +36,12 @@ class Tiling:
     temporal_overlap: int = 16
 
     def __post_init__(self) -> None:
-        _check_axis("tile_size", self.tile_size, "overlap", self.overlap, S, "pixels")
-        _check_axis("temporal_size", self.temporal_size, "temporal_overlap", self.temporal_overlap, T, "frames")
+        check_all(
+            lambda: _check_axis("tile_size", self.tile_size, "overlap", self.overlap, S, "pixels"),
+            lambda: _check_axis(
+                "temporal_size", self.temporal_size, "temporal_overlap", self.temporal_overlap, T, "frames"
+            ),
+        )
 
     @classmethod
     def off(cls) -> Tiling:

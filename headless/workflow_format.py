@@ -28,6 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..nodes.widget_checks import input_options
+from . import embedded
+
 log = logging.getLogger("HunyuanVideo")
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -78,10 +81,24 @@ class Widget:
 
 
 def load_workflow(path: str | Path, node_classes: Mapping[str, type]) -> Workflow:
-    """Read a UI- or API-format workflow file (or a saved ``/prompt`` request body)."""
+    """Read a UI- or API-format workflow file, a saved ``/prompt`` request body, or a PNG or video
+    that ComfyUI (or this pack) saved with its workflow."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise WorkflowError(f"cannot read workflow {path}: {error}") from error
+    kind = embedded.file_kind(raw[:16])
+    if kind is not None:
+        return _embedded_workflow(path, kind, node_classes)
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise WorkflowError(
+            f"{path} is not a workflow: it is a binary file, not JSON text. Give the .json file ComfyUI saved "
+            f"(Workflow > Save, or Export (API)), or a PNG or video that ComfyUI saved with its workflow."
+        ) from None
+    except json.JSONDecodeError as error:
         raise WorkflowError(f"cannot read workflow {path}: {error}") from error
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
         return Workflow(api=ui_to_api(data, node_classes), ui=data)
@@ -89,6 +106,24 @@ def load_workflow(path: str | Path, node_classes: Mapping[str, type]) -> Workflo
         workflow = ((data.get("extra_data") or {}).get("extra_pnginfo") or {}).get("workflow")
         return Workflow(api=_checked_api(data["prompt"], path), ui=workflow)
     return Workflow(api=_checked_api(data, path))
+
+
+def _embedded_workflow(path: Path, kind: str, node_classes: Mapping[str, type]) -> Workflow:
+    # The stored prompt is the graph exactly as it ran; the UI workflow beside it rebuilds it in the page.
+    what = "PNG image" if kind == "png" else "video"
+    try:
+        graphs = embedded.embedded_graphs(path, kind)
+    except ValueError as error:
+        raise WorkflowError(f"{path} is a {what} whose workflow cannot be read: {error}.") from error
+    ui = graphs.get("workflow") if isinstance(graphs.get("workflow"), dict) else None
+    if isinstance(graphs.get("prompt"), dict):
+        return Workflow(api=_checked_api(graphs["prompt"], path), ui=ui)
+    if ui is not None and isinstance(ui.get("nodes"), list):
+        return Workflow(api=ui_to_api(ui, node_classes), ui=ui)
+    raise WorkflowError(
+        f"{path} is a {what} without a workflow in it (ComfyUI stores one unless it runs with --disable-metadata). "
+        f"Give the workflow's .json file instead."
+    )
 
 
 def _checked_api(data, path) -> dict[str, dict]:
@@ -113,11 +148,6 @@ def node_inputs(class_type: str, node_classes: Mapping[str, type]) -> tuple[dict
         f"node type {class_type!r} is neither a node of this pack nor a ComfyUI core node the headless "
         f"runner knows; run this workflow inside ComfyUI with the node pack that provides it installed."
     )
-
-
-def input_options(spec: tuple) -> dict:
-    """The options dict of an ``INPUT_TYPES`` entry such as ``("INT", {"default": 1})`` (``{}`` if none)."""
-    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
 def widgets(input_types: dict) -> list[Widget]:

@@ -8,33 +8,27 @@ node needs them, so a model is freed after its last use. ComfyUI core output nod
 preview or save images (:data:`SKIPPED_CORE_OUTPUTS`) are skipped with a note; any other core
 node makes the run fail before anything starts, since only ComfyUI can run it.
 
-:func:`main` is the command line of ``run_workflow.py``. When none of the model files a workflow
-names are present, it runs a CPU demo on tiny stand-ins of them instead (:mod:`.demo_models`).
+The command line of ``run_workflow.py`` is :mod:`.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import logging
-import signal
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import comfy_env, demo_models
-from .widget_checks import value_problem
-from .workflow_format import CORE_NODES, WorkflowError, is_link, load_workflow, node_inputs
+from ..nodes import comfy_env
+from ..nodes.widget_checks import value_problem
+from . import ui_form, values
+from .workflow_format import CORE_NODES, WorkflowError, is_link, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
 SKIPPED_CORE_OUTPUTS = tuple(CORE_NODES)
-_CASTS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
 @dataclass
@@ -49,8 +43,9 @@ class RunResult:
 def set_inputs(api: dict[str, dict], assignments: list[str], node_classes: Mapping[str, type]) -> None:
     """Apply ``NODE.INPUT=VALUE`` assignments; NODE is a node id, a title, or a class type.
 
-    STRING and combo inputs take VALUE as written; other inputs parse it as JSON (``30``,
-    ``6.5``, ``true``), falling back to the text.
+    STRING and combo inputs take VALUE as written, BOOLEAN inputs their usual spellings
+    (``false``/``no``/``off``/``0``, ``true``/``yes``/``on``/``1``), other inputs parse it as JSON
+    (``30``, ``6.5``), falling back to the text.
     """
     for assignment in assignments:
         target, sep, text = assignment.partition("=")
@@ -62,7 +57,14 @@ def set_inputs(api: dict[str, dict], assignments: list[str], node_classes: Mappi
         spec = _input_spec(node_inputs(class_type, node_classes)[0], name)
         if spec is None:
             raise WorkflowError(f"--set {assignment!r}: node {node_id} ({class_type}) has no input {name!r}.")
-        api[node_id].setdefault("inputs", {})[name] = _parse_value(text, spec)
+        api[node_id].setdefault("inputs", {})[name] = _parsed(assignment, text, spec)
+
+
+def _parsed(assignment: str, text: str, spec: tuple):
+    try:
+        return values.parse_text(text, spec[0])
+    except values.ValueProblem as error:
+        raise WorkflowError(f"--set {assignment!r}: {error}.") from None
 
 
 def _find_node(api: dict[str, dict], ref: str) -> str:
@@ -77,15 +79,6 @@ def _find_node(api: dict[str, dict], ref: str) -> str:
         if len(found) > 1:
             raise WorkflowError(f"{len(found)} nodes have the {what} {ref!r} (ids {', '.join(found)}); use an id.")
     raise WorkflowError(f"no node with id, title or type {ref!r}; the workflow has ids {', '.join(api)}.")
-
-
-def _parse_value(text: str, spec: tuple):
-    if spec[0] == "STRING" or isinstance(spec[0], list) or spec[0] == "COMBO":
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _input_spec(input_types: dict, name: str) -> tuple | None:
@@ -151,13 +144,17 @@ def check_graph(api: dict[str, dict], order: list[str], node_classes: Mapping[st
         node = api[node_id]
         cls = node_classes[node["class_type"]]
         where = f"node {node_id} ({node['class_type']})"
-        for message in _node_problems(api, node, cls, node_classes):
-            problems.append(f"{where}: {message}")
+
+        def warn(message: str, where: str = where) -> None:
+            log.warning("%s: %s", where, message)
+
+        for message in _node_problems(api, node, cls, node_classes, warn):
+            problems += [f"{where}: {line.removeprefix('- ')}" for line in message.splitlines() if line.strip()]
     if problems:
         raise WorkflowError("the workflow does not validate:\n  " + "\n  ".join(problems))
 
 
-def _node_problems(api, node, cls, node_classes) -> list[str]:
+def _node_problems(api, node, cls, node_classes, warn: Callable[[str], None]) -> list[str]:
     input_types = cls.INPUT_TYPES()
     inputs = node.setdefault("inputs", {})
     validator = getattr(cls, "VALIDATE_INPUTS", None)
@@ -175,7 +172,7 @@ def _node_problems(api, node, cls, node_classes) -> list[str]:
             if is_link(value):
                 problem = _link_problem(api, value, spec[0], node_classes, check_type="input_types" not in parameters)
             else:
-                problem = _value_problem(inputs, name, spec, skip_ranges=name in checked_by_node)
+                problem = _value_problem(inputs, name, spec, name in checked_by_node, warn)
             if problem:
                 problems[name] = f"{name}: {problem}"
     required = {
@@ -213,16 +210,16 @@ def _link_problem(api, link, wanted: str, node_classes, check_type: bool) -> str
     return None
 
 
-def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool) -> str | None:
-    kind = spec[0]
+def _value_problem(inputs: dict, name: str, spec: tuple, skip_ranges: bool, warn: Callable[[str], None]) -> str | None:
     value = inputs[name]
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]
-    if isinstance(kind, str) and kind in _CASTS:
-        try:
-            value = _CASTS[kind](value)
-        except (TypeError, ValueError):
-            return f"{value!r} is not a valid {kind}"
+    try:
+        value, warning = values.cast(spec[0], value)
+    except values.ValueProblem as error:
+        return str(error)
+    if warning:
+        warn(f"{name}: {warning}")
     inputs[name] = value
     return None if skip_ranges else value_problem(spec, value)
 
@@ -237,12 +234,17 @@ def run_graph(
     extra_pnginfo: dict | None = None,
     report: Callable[[str], None] = log.info,
 ) -> RunResult:
-    """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines."""
+    """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines.
+
+    Saved files get ``prompt`` (the graph as run) and ``extra_pnginfo``, whose ``workflow`` is made to
+    match the run (:mod:`.ui_form`), so that dragging a file onto ComfyUI's page rebuilds what made it.
+    """
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
+        from ..nodes import NODE_CLASS_MAPPINGS as node_classes
     order, skipped = execution_order(api, node_classes)
     check_graph(api, order, node_classes)
     prompt = json.loads(json.dumps(api))  # the graph as checked, for the files' metadata
+    extra_pnginfo = {**(extra_pnginfo or {}), "workflow": _run_workflow(extra_pnginfo, prompt, node_classes)}
     result = RunResult(skipped=skipped)
     for node_id in skipped:
         report(f"skipping node {node_id} ({api[node_id]['class_type']}): a ComfyUI core node, runs only in ComfyUI")
@@ -255,7 +257,7 @@ def run_graph(
         report(f"[{step}/{len(order)}] node {node_id}: {node.get('_meta', {}).get('title') or node['class_type']}")
         started = time.perf_counter()
         kwargs = _arguments(cls, node, node_id, values, prompt, extra_pnginfo)
-        outputs, ui = _split_result(getattr(cls(), cls.FUNCTION)(**kwargs), cls)
+        outputs, ui = _split_result(getattr(cls(), cls.FUNCTION)(**kwargs), node["class_type"])
         for value in node["inputs"].values():
             if is_link(value):
                 uses[value[0]] -= 1
@@ -270,6 +272,14 @@ def run_graph(
     return result
 
 
+def _run_workflow(extra_pnginfo: dict | None, api: dict[str, dict], node_classes) -> dict:
+    """The UI workflow saved files carry: the given one with the values that ran, or one built from ``api``."""
+    workflow = (extra_pnginfo or {}).get("workflow")
+    if isinstance(workflow, dict):
+        return ui_form.with_run_values(workflow, api, node_classes)
+    return ui_form.ui_from_api(api, node_classes)
+
+
 def _arguments(cls, node, node_id, values, prompt, extra_pnginfo) -> dict:
     kwargs = {}
     for name, value in node["inputs"].items():
@@ -282,10 +292,10 @@ def _arguments(cls, node, node_id, values, prompt, extra_pnginfo) -> dict:
     return kwargs
 
 
-def _split_result(returned, cls) -> tuple[tuple, dict | None]:
+def _split_result(returned, class_type: str) -> tuple[tuple, dict | None]:
     if isinstance(returned, dict):
         if "expand" in returned:
-            raise WorkflowError(f"{cls.__name__} expands into a subgraph, which the headless runner cannot run.")
+            raise WorkflowError(f"{class_type} expands into a subgraph, which the headless runner cannot run.")
         return tuple(returned.get("result") or ()), returned.get("ui")
     return tuple(returned or ()), None
 
@@ -297,137 +307,3 @@ def _saved_files(ui: dict) -> list[Path]:
             if isinstance(entry, dict) and entry.get("type") == "output" and "filename" in entry:
                 files.append(comfy_env.output_directory() / entry.get("subfolder", "") / entry["filename"])
     return files
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None = None) -> int:
-    """``run_workflow.py``: run a workflow file; returns the exit status (0 ok, 1 failed, 2 bad workflow, 130 cancelled)."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
-    comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)
-    try:
-        workflow = load_workflow(args.workflow, node_classes)
-        set_inputs(workflow.api, args.set, node_classes)
-        demo = None if args.no_demo else demo_models.demo_plan(workflow.api)
-        with _demo_models_folder(demo) as demo_folder:
-            if demo is not None:
-                _start_demo(demo, demo_folder, workflow.api, args.set, node_classes)
-            log.info(
-                "%s (nodes: %d); models from %s, output to %s",
-                args.workflow,
-                len(workflow.api),
-                comfy_env.models_directory(),
-                comfy_env.output_directory(),
-            )
-            started = time.perf_counter()
-            with _cancel_on_ctrl_c():
-                result = run_graph(workflow.api, node_classes, {"workflow": workflow.ui} if workflow.ui else None)
-    except WorkflowError as error:
-        log.error("error: %s", error)
-        return 2
-    except (comfy_env.Cancelled, KeyboardInterrupt):
-        log.error("cancelled; no partial files were kept.")
-        return 130
-    except Exception as error:
-        log.error("failed: %s: %s", type(error).__name__, error, exc_info=args.traceback)
-        return 1
-    log.info("finished in %.1f s", time.perf_counter() - started)
-    for path in result.files:
-        log.info("wrote %s (%s)", path, _size(path))
-    if demo is not None:
-        log.warning("that was a demo with random weights: the video is noise. %s", _real_weights_hint(demo))
-    return 0
-
-
-@contextmanager
-def _demo_models_folder(demo: demo_models.DemoPlan | None):
-    if demo is None:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="hunyuanvideo_demo_models_") as folder:
-        yield Path(folder)
-
-
-def _start_demo(demo, folder: Path, api: dict[str, dict], user_sets: list[str], node_classes) -> None:
-    """Write the tiny models, point the runner at them and shrink the video (the user's --set still wins)."""
-    log.warning(
-        "none of the model files this workflow names are in %s, so this is a CPU demo: tiny random-weight "
-        "checkpoints in the same formats go to a temporary folder and the video is shrunk; the result is noise. %s",
-        comfy_env.models_directory(),
-        _real_weights_hint(demo),
-    )
-    log.warning("demo settings: %s", " ".join(f"--set {o}" for o in demo.overrides))
-    started = time.perf_counter()
-    demo_models.write_demo_models(folder, demo.files)
-    log.info("wrote %d tiny model files to %s in %.1f s", len(demo.files), folder, time.perf_counter() - started)
-    comfy_env.configure(models_dir=folder)
-    set_inputs(api, demo.overrides, node_classes)
-    set_inputs(api, user_sets, node_classes)
-
-
-def _real_weights_hint(demo) -> str:
-    files = ", ".join(f"{kind}/{name}" for kind, name in demo.files)
-    return f"For real videos, put the real files in the models folder (--models-dir, see the README): {files}."
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="run_workflow.py",
-        description="Run a ComfyUI workflow (UI or API format) with the HunyuanVideo pack's nodes, without ComfyUI.",
-    )
-    parser.add_argument("workflow", type=Path, help="workflow JSON file, as saved or exported (API) by ComfyUI")
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=None,
-        help="folder laid out like ComfyUI's models/ (diffusion_models, text_encoders, vae, ...); "
-        "default: $HUNYUANVIDEO_MODELS_DIR or ./models",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=None,
-        help="where videos are written; default: $HUNYUANVIDEO_OUTPUT_DIR or ./output",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NODE.INPUT=VALUE",
-        help="change an input before running; NODE is a node id, title or type (repeatable): "
-        "--set 3.steps=20 --set 'HunyuanVideo Text Encode.prompt=a cat'",
-    )
-    parser.add_argument(
-        "--no-demo",
-        action="store_true",
-        help="when none of the workflow's model files are present, fail instead of running a CPU demo with tiny "
-        "random weights",
-    )
-    parser.add_argument("--traceback", action="store_true", help="print the full traceback when a node fails")
-    return parser
-
-
-@contextmanager
-def _cancel_on_ctrl_c():
-    """First Ctrl-C cancels at the next progress update (cleanly); a second one stops at once."""
-
-    def first(signum, frame):
-        log.warning("cancelling at the next progress update; press Ctrl-C again to stop at once.")
-        comfy_env.request_cancel()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _size(path: Path) -> str:
-    size = path.stat().st_size if path.exists() else 0
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"

@@ -23,7 +23,7 @@ import torch
 from ..hunyuan_model.tiny import dit_files as dit_tiny
 from ..hunyuan_model.tiny import text_encoder_files as text_tiny
 from ..hunyuan_model.tiny import vae_files
-from . import comfy_env
+from ..nodes import comfy_env
 from .workflow_format import is_link
 
 log = logging.getLogger("HunyuanVideo")
