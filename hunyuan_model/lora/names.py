@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -84,8 +85,13 @@ def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
 
 def target_table(shapes: Mapping[str, tuple[int, int]]) -> dict[str, Target]:
     """Every spelling of every Linear in ``shapes`` -> its :class:`Target`, dotted and underscored."""
+    return dict(_table(tuple(shapes.items())))
+
+
+@lru_cache(maxsize=4)  # one per model layout in use; building it converts every name
+def _table(shapes: tuple[tuple[str, tuple[int, int]], ...]) -> dict[str, Target]:
     table: dict[str, Target] = {}
-    for name, (out, inp) in shapes.items():
+    for name, (out, inp) in shapes:
         whole = Target(name, 0, out, "Tencent")
         _add(table, name, whole)
         _add(table, _comfy_name(name), Target(name, 0, out, "ComfyUI internal"))
@@ -107,8 +113,11 @@ def _comfy_name(name: str) -> str:
 
 def _diffusers_parts(name: str, out: int, inp: int) -> list[tuple[str, Target]]:
     """diffusers' module names for Tencent Linear ``name``, each with the rows of the packed weight it is."""
+    # A zero-stride stand-in of the weight's shape: the conversion only reads shapes (meta tensors
+    # would do, but their first concatenation imports torch's decompositions, seconds on a small CPU).
+    stand_in = torch.zeros(1, dtype=torch.uint8).expand(out, inp)
     try:
-        parts = tencent_to_diffusers({f"{name}.weight": torch.empty(out, inp, device="meta")})
+        parts = tencent_to_diffusers({f"{name}.weight": stand_in})
     except ValueError:
         return []
     names = [key.removesuffix(".weight") for key in parts]
