@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -89,12 +89,16 @@ def _add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Te
 
 
 def apply_loras(
-    model: HunyuanVideoTransformer, loras: Sequence[AppliedLora], mode: ApplyMode | str = ApplyMode.AUTO
+    model: HunyuanVideoTransformer,
+    loras: Sequence[AppliedLora],
+    mode: ApplyMode | str = ApplyMode.AUTO,
+    progress: Callable[[int, int], None] | None = None,
 ) -> HunyuanVideoTransformer:
     """A new DiT sharing ``model``'s base weights, with ``model``'s LoRAs and then ``loras`` applied.
 
     ``mode`` (:class:`ApplyMode`) applies to the whole stack. An empty stack returns a plain copy of
     the base tree (the base itself is never returned, so callers may change the result freely).
+    ``progress(done, total)`` is called after each changed layer and may raise to cancel.
     """
     mode = ApplyMode(mode)
     base = model.__dict__.get("lora_base", model)
@@ -102,13 +106,15 @@ def apply_loras(
     tree = share_tree(base)
     changes = _changes(base, stack)
     merged = 0
-    for name, (up, down) in changes.items():
+    for done, (name, (up, down)) in enumerate(changes.items(), 1):
         layer = tree.get_submodule(name)
         if mode is not ApplyMode.ON_THE_FLY and type(layer) is nn.Linear:
             layer.weight = nn.Parameter(_merged(layer.weight, up, down), requires_grad=False)
             merged += 1
         else:
             _attach(layer, up, down, base.compute_dtype)
+        if progress is not None:
+            progress(done, len(changes))
     tree.__dict__.update(lora_base=base, lora_stack=stack)
     log.info(
         "HunyuanVideo LoRA: %d layers changed (%d merged, %d on the fly)", len(changes), merged, len(changes) - merged
