@@ -123,5 +123,5 @@ def write_lora(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.contiguous() for key, value in tensors.items()}, str(path), metadata={"format": "pt"})
+    save_file({key: value.clone() for key, value in tensors.items()}, str(path), metadata={"format": "pt"})
     return path
