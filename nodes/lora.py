@@ -72,9 +72,11 @@ class HunyuanVideoLoRA:
                     [mode.value for mode in ApplyMode],
                     {
                         "default": ApplyMode.AUTO.value,
-                        "tooltip": "auto: merged into bf16/fp32 weights (no cost per step, one copy of each changed "
-                        "weight in memory), added on the fly for FP8 and GGUF weights (kept as they are). on_the_fly: "
-                        "also for bf16/fp32, saving that memory for a few percent more time per step.",
+                        "tooltip": "How the LoRA reaches bf16/fp32 weights (FP8 and GGUF weights always stay as they "
+                        "are, the LoRA added on the fly). merge: into a copy of each changed weight, no cost per step "
+                        "but that much more memory (26 GB for a LoRA on every block of the bf16 model). on_the_fly: "
+                        "no weight copies, a few percent more time per step. auto: merge when the copies stay under "
+                        "10% of the model, else on the fly.",
                     },
                 ),
             },

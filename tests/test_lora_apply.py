@@ -153,7 +153,7 @@ def test_strength_change_then_removal_gives_the_original_bit_for_bit(inputs, two
 def test_bf16_merge_is_the_full_precision_merge_rounded_once(inputs, two_loras):
     (f1, _), (l1, _) = two_loras
     model = base_model(torch.bfloat16)
-    ours = apply_loras(model, [AppliedLora(l1, 0.9)])
+    ours = apply_loras(model, [AppliedLora(l1, 0.9)], "merge")
     hand = by_hand(model, [(f1, 0.9)])
     differing = total = 0
     for name in f1:
@@ -214,3 +214,16 @@ def test_per_block_strengths_scale_only_the_named_blocks(inputs, two_loras):
     assert str(blocks) == "double_blocks.1=0, single_blocks.0-1=0.5, other=0"
     with pytest.raises(ValueError, match="double_blocks.0-9=0.5"):
         BlockStrengths.parse("double=1")
+
+
+def test_auto_merges_only_within_the_memory_budget(two_loras):
+    (f1, _), (l1, _) = two_loras
+    model = base_model(torch.bfloat16)
+    everywhere = apply_loras(model, [AppliedLora(l1)])  # copies of every Linear: far over 10% of the model
+    assert hasattr(everywhere.get_submodule("double_blocks.0.img_attn_qkv"), "lora_delta")
+    one = {"double_blocks.1.img_attn_proj": f1["double_blocks.1.img_attn_proj"]}
+    shapes = linear_shapes(model)
+    small = parse_lora(lora_tiny.lora_tensors(one, "musubi"), shapes, "one layer")
+    merged = apply_loras(model, [AppliedLora(small)]).get_submodule("double_blocks.1.img_attn_proj")
+    assert not hasattr(merged, "lora_delta")
+    assert merged.weight.data_ptr() != model.get_submodule("double_blocks.1.img_attn_proj").weight.data_ptr()
