@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dit.model import HunyuanVideoTransformer
-from .formats import LoraFile
+from .formats import LoraFile, LoraTerm
 from .strengths import BlockStrengths
 
 log = logging.getLogger("HunyuanVideo")
@@ -111,13 +111,15 @@ def apply_loras(
     changes = _changes(base, stack)
     merge = _merges(base, changes, mode)
     merged = 0
-    for done, (name, (up, down)) in enumerate(changes.items(), 1):
+    for done, (name, terms) in enumerate(changes.items(), 1):
         layer = tree.get_submodule(name)
+        up, down = _pair(layer.out_features, terms)
         if merge and type(layer) is nn.Linear:
             layer.weight = nn.Parameter(_merged(layer.weight, up, down), requires_grad=False)
             merged += 1
         else:
             _attach(layer, up, down, base.compute_dtype)
+        del up, down
         if progress is not None:
             progress(done, len(changes))
     tree.__dict__.update(lora_base=base, lora_stack=stack)
@@ -147,31 +149,41 @@ def share_tree(module: nn.Module) -> nn.Module:
     return clone
 
 
-def _changes(
-    base: HunyuanVideoTransformer, stack: Sequence[AppliedLora]
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Module name -> ``(up [out, R] scaled, down [R, in])`` in float32, over every LoRA of the stack."""
-    ups: dict[str, list[torch.Tensor]] = {}
-    downs: dict[str, list[torch.Tensor]] = {}
+def _changes(base: HunyuanVideoTransformer, stack: Sequence[AppliedLora]) -> dict[str, list[tuple[LoraTerm, float]]]:
+    """Module name -> the LoRA terms that change it with their total scales (zero scales left out)."""
+    changes: dict[str, list[tuple[LoraTerm, float]]] = {}
     for applied in stack:
         for term in applied.lora.terms:
-            target = term.target
-            scale = applied.strength * applied.blocks.factor(target.module) * term.factors.scale
-            if scale == 0:
-                continue
-            out = base.get_submodule(target.module).out_features
-            up = term.factors.up.new_zeros(out, term.factors.up.shape[1])
-            up[target.row : target.row + target.rows] = term.factors.up * scale
-            ups.setdefault(target.module, []).append(up)
-            downs.setdefault(target.module, []).append(term.factors.down)
-    return {name: (torch.cat(ups[name], dim=1), torch.cat(downs[name], dim=0)) for name in ups}
+            scale = applied.strength * applied.blocks.factor(term.target.module) * term.factors.scale
+            if scale != 0:
+                changes.setdefault(term.target.module, []).append((term, scale))
+    return changes
+
+
+def _pair(out: int, terms: list[tuple[LoraTerm, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(up [out, R] float32, scaled, rows placed; down [R, in] as stored)`` for one layer's terms.
+
+    Made one layer at a time, so only one layer's float32 ``up`` exists at once.
+    """
+    ups, downs = [], []
+    for term, scale in terms:
+        target, factors = term.target, term.factors
+        up = torch.zeros(out, factors.up.shape[1], device=factors.up.device)
+        up[target.row : target.row + target.rows] = factors.up.float() * scale
+        ups.append(up)
+        downs.append(factors.down)
+    if len(terms) == 1:
+        return ups[0], downs[0]
+    dtype = downs[0].dtype if len({d.dtype for d in downs}) == 1 else torch.float32
+    return torch.cat(ups, dim=1), torch.cat([d.to(dtype) for d in downs], dim=0)
 
 
 def _merges(base: nn.Module, changes: dict, mode: ApplyMode) -> bool:
     """Whether float layers are merged: always in ``merge``, within :data:`MERGE_BUDGET` in ``auto``."""
     if mode is not ApplyMode.AUTO:
         return mode is ApplyMode.MERGE
-    copies = sum(base.get_submodule(n).weight.nbytes for n in changes if type(base.get_submodule(n)) is nn.Linear)
+    layers = [base.get_submodule(name) for name in changes]
+    copies = sum(layer.weight.nbytes for layer in layers if type(layer) is nn.Linear)
     total = sum(t.nbytes for t in [*base.parameters(), *base.buffers()])
     return copies <= MERGE_BUDGET * total
 
@@ -179,7 +191,7 @@ def _merges(base: nn.Module, changes: dict, mode: ApplyMode) -> bool:
 def _merged(weight: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
     """``dtype(float32(W) + up @ down)``, a block of rows at a time, on the weight's device."""
     out = torch.empty_like(weight)
-    up, down = up.to(weight.device), down.to(weight.device)
+    up, down = up.to(weight.device), down.to(weight.device, torch.float32)
     for start in range(0, weight.shape[0], _MERGE_ROWS):
         rows = slice(start, start + _MERGE_ROWS)
         out[rows] = (weight[rows].float() + up[rows] @ down).to(weight.dtype)

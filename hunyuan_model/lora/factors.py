@@ -70,7 +70,7 @@ class FactorError(ValueError):
 
 @dataclass(frozen=True)
 class LowRank:
-    """``delta W = scale * up @ down`` for one LoRA module (float32)."""
+    """``delta W = scale * up @ down`` for one LoRA module (factors in the file's float dtype)."""
 
     up: torch.Tensor  # [rows, R]
     down: torch.Tensor  # [R, in]
@@ -109,12 +109,13 @@ def _need(named: Mapping[str, torch.Tensor], *roles: str) -> list[torch.Tensor]:
 
 
 def _matrix(tensor: torch.Tensor, role: str) -> torch.Tensor:
-    """A 2-D float32 factor; 1x1 convolution factors (``[out, in, 1, 1]``) are squeezed."""
+    """A 2-D factor as stored (no copy: a bf16 file's factors stay bf16 views of the file); 1x1
+    convolution factors (``[out, in, 1, 1]``) are squeezed."""
     if tensor.ndim == 4 and tensor.shape[2:] == (1, 1):
         tensor = tensor[:, :, 0, 0]
     if tensor.ndim != 2:
         raise FactorError(f"{role} has shape {list(tensor.shape)}, expected a matrix")
-    return tensor.float()
+    return tensor
 
 
 def _lora(named: Mapping[str, torch.Tensor], alpha: float | None) -> LowRank:
@@ -128,7 +129,7 @@ def _lora(named: Mapping[str, torch.Tensor], alpha: float | None) -> LowRank:
 
 
 def _loha(named: Mapping[str, torch.Tensor], alpha: float | None) -> LowRank:
-    w1a, w1b, w2a, w2b = _need(named, "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+    w1a, w1b, w2a, w2b = (t.float() for t in _need(named, "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"))
     if w1a.shape[1] != w1b.shape[0] or w2a.shape[1] != w2b.shape[0] or w1a.shape[0] != w2a.shape[0]:
         raise FactorError(
             f"rank mismatch: w1 {list(w1a.shape)} @ {list(w1b.shape)}, w2 {list(w2a.shape)} @ {list(w2b.shape)}"
@@ -142,17 +143,17 @@ def _loha(named: Mapping[str, torch.Tensor], alpha: float | None) -> LowRank:
 def _lokr(named: Mapping[str, torch.Tensor], alpha: float | None) -> LowRank:
     rank = None
     if "lokr_w1" in named:
-        (w1,) = _need(named, "lokr_w1")
+        w1 = _need(named, "lokr_w1")[0].float()
     else:
-        w1a, w1b = _need(named, "lokr_w1_a", "lokr_w1_b")
+        w1a, w1b = (t.float() for t in _need(named, "lokr_w1_a", "lokr_w1_b"))
         w1, rank = w1a @ w1b, w1b.shape[0]
     m = w1.shape[1]
     if "lokr_w2" in named:
-        (w2,) = _need(named, "lokr_w2")
+        w2 = _need(named, "lokr_w2")[0].float()
         up = torch.kron(w1, torch.eye(w2.shape[0]))  # [l k, m k]
         down = torch.kron(torch.eye(m), w2)  # [m k, m n]
     else:
-        w2a, w2b = _need(named, "lokr_w2_a", "lokr_w2_b")
+        w2a, w2b = (t.float() for t in _need(named, "lokr_w2_a", "lokr_w2_b"))
         if w2a.shape[1] != w2b.shape[0]:
             raise FactorError(f"rank mismatch: lokr_w2_a {list(w2a.shape)}, lokr_w2_b {list(w2b.shape)}")
         up = torch.kron(w1, w2a)  # [l k, m r]

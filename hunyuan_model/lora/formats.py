@@ -85,10 +85,15 @@ def read_lora(path: str | os.PathLike, shapes: Mapping[str, tuple[int, int]]) ->
     reader = open_checkpoint(path)
     name = Path(path).name
     try:
-        tensors = {reader.prefix + key: reader.load(key).dense(torch.float32) for key in reader.keys()}
+        tensors = {reader.prefix + key: _as_float(reader.load(key)) for key in reader.keys()}
     except (RuntimeError, ValueError) as error:
         raise CheckpointError(f"{reader.describe()} could not be read as a LoRA: {error}") from None
     return parse_lora(tensors, shapes, name)
+
+
+def _as_float(stored) -> torch.Tensor:
+    """A stored tensor as a float tensor: bf16/fp16/fp32 as they are (views of the file), others float32."""
+    return stored.data if stored.is_plain_float else stored.dense(torch.float32)
 
 
 def parse_lora(tensors: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, int]], name: str) -> LoraFile:
