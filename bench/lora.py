@@ -8,9 +8,10 @@ the new model, and print the time and the peak RSS the LoRA added as a share of 
 Target: at most 10% (``auto``); ``merge`` on bf16 is shown too (it copies every changed weight).
 
 Part 2, time per step, side by side in one process: the forward of a one-double-, one-single-block
-model of released width on ``--tokens`` tokens, without LoRA, merged and on the fly, for bf16, FP8
-scaled and GGUF Q8_0 weights (minimum of ``--repeats`` interleaved runs). Targets: merged adds
-nothing; on the fly adds at most 15%.
+model of released width on ``--tokens`` tokens, without LoRA, merged and on the fly, for float, FP8
+scaled and GGUF Q8_0 weights (minimum of ``--repeats`` interleaved runs), computing in ``--dtype``
+(bfloat16 on a GPU; float32 by default, since CPU bf16 matmuls are an order of magnitude slower
+and would not say what a GPU step costs). Targets: merged adds nothing; on the fly adds at most 15%.
 
     python3 bench/lora.py [--dir /tmp/hv_lora_bench] [--double 2 --single 2] [--tokens 1024] [--keep]
 """
@@ -95,7 +96,7 @@ def memory_table(files: dict[str, Path]) -> None:
         )
 
 
-def step_table(tokens: int, repeats: int) -> None:
+def step_table(tokens: int, repeats: int, dtype: torch.dtype, device: torch.device) -> None:
     import_pack()
     from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer, init_random_weights
     from hunyuanvideo_pack.hunyuan_model.lora import AppliedLora, apply_loras, linear_shapes, parse_lora
@@ -103,23 +104,23 @@ def step_table(tokens: int, repeats: int) -> None:
     from hunyuanvideo_pack.hunyuan_model.quant import StoredWeight, WeightStorage, quantizable_linears, swap_linears
 
     config = DiTConfig(double_blocks=1, single_blocks=1)
-    side = int((tokens // 1) ** 0.5)
+    side = int(tokens**0.5)
     g = torch.Generator().manual_seed(0)
     inputs = dict(
-        latents=torch.randn(1, 16, 1, 2 * side, 2 * side, generator=g),
+        latents=torch.randn(1, 16, 1, 2 * side, 2 * side, generator=g).to(device),
         timestep=torch.tensor([500.0]),
-        text_states=torch.randn(1, 32, config.text_dim, generator=g),
+        text_states=torch.randn(1, 32, config.text_dim, generator=g).to(device),
         text_mask=None,
-        pooled_text=torch.randn(1, config.pooled_dim, generator=g),
+        pooled_text=torch.randn(1, config.pooled_dim, generator=g).to(device),
         guidance=6.0,
     )
 
     def base(storage: str) -> HunyuanVideoTransformer:
-        model = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.bfloat16), seed=1).eval()
+        model = init_random_weights(HunyuanVideoTransformer(config, dtype=dtype), seed=1).eval()
         names = quantizable_linears(1, 1)
         if storage == "fp8_e4m3fn_scaled":
             plain = {n: StoredWeight.plain(model.get_submodule(n).weight) for n in names}
-            swap_linears(model, plain, WeightStorage.FP8_E4M3FN_SCALED, torch.bfloat16)
+            swap_linears(model, plain, WeightStorage.FP8_E4M3FN_SCALED, dtype)
         elif storage == "gguf_q8_0":
             import gguf
 
@@ -128,25 +129,27 @@ def step_table(tokens: int, repeats: int) -> None:
                 w = model.get_submodule(n).weight.float().numpy()
                 data = torch.from_numpy(gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0))
                 blocks[n] = StoredWeight(data, tuple(w.shape), gguf.GGMLQuantizationType.Q8_0)
-            swap_linears(model, blocks, WeightStorage.AS_STORED, torch.bfloat16)
-        return model
+            swap_linears(model, blocks, WeightStorage.AS_STORED, dtype)
+        return model.to(device)
 
-    shapes = linear_shapes(base("bf16"))
+    shapes = linear_shapes(HunyuanVideoTransformer(config, device="meta"))
     lora = parse_lora(lora_tiny.lora_tensors(lora_tiny.random_factors(shapes, rank=RANK), "musubi"), shapes, "r64")
     print(
         f"\nper-step time, {side * side} video + 32 text tokens, 1 double + 1 single block of released width, rank {RANK}:"
     )
     print(f"{'storage':<20} {'no LoRA s':>10} {'merged':>14} {'on the fly':>14}")
-    for storage in ("bf16", "fp8_e4m3fn_scaled", "gguf_q8_0"):
+    for storage in ("float", "fp8_e4m3fn_scaled", "gguf_q8_0"):
         plain = base(storage)
         variants = {"none": plain, "on_the_fly": apply_loras(plain, [AppliedLora(lora)], "on_the_fly")}
-        if storage == "bf16":
+        if storage == "float":
             variants["merge"] = apply_loras(plain, [AppliedLora(lora)], "merge")
         times = {name: float("inf") for name in variants}
         for _ in range(repeats):
             for name, model in variants.items():  # interleaved: machine load hits every variant alike
                 start = time.perf_counter()
                 model(**inputs)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 times[name] = min(times[name], time.perf_counter() - start)
         none = times["none"]
         merged = f"{times['merge'] / none - 1:+.1%}" if "merge" in times else "n/a (kept)"
@@ -159,8 +162,10 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/hv_lora_bench"))
     parser.add_argument("--double", type=int, default=2, help="double blocks (each 0.68 GB in bf16)")
     parser.add_argument("--single", type=int, default=2, help="single blocks (each 0.28 GB in bf16)")
-    parser.add_argument("--tokens", type=int, default=1024, help="video tokens of the per-step forward")
+    parser.add_argument("--tokens", type=int, default=512, help="video tokens of the per-step forward")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype of part 2")
+    parser.add_argument("--device", default="cpu", help="device of part 2 (cuda for a GPU)")
     parser.add_argument("--keep", action="store_true", help="keep the written files for another run")
     parser.add_argument("--skip-memory", action="store_true", help="only the per-step table")
     parser.add_argument("--child", nargs=4, metavar=("WEIGHTS", "LORA", "STORAGE", "MODE"), help=argparse.SUPPRESS)
@@ -179,7 +184,7 @@ def main() -> None:
         finally:
             if not args.keep:
                 shutil.rmtree(args.dir, ignore_errors=True)
-    step_table(args.tokens, args.repeats)
+    step_table(args.tokens, args.repeats, getattr(torch, args.dtype), torch.device(args.device))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,28 @@ def parse_lora(tensors: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[i
         kind = identify({key: tuple(t.shape) for key, t in tensors.items()})
         what = f"it looks like {kind.what}" if kind not in (None, ModelKind.LORA) else "no key names a LoRA part"
         raise WrongModelError(f"'{name}' is not a LoRA: {what} (keys such as {sorted(tensors)[:3]}).")
+    resolved, conventions = _resolve(groups, shapes, name)
+    terms = []
+    for module, parts in groups.items():
+        target = resolved.get(module)
+        unsupported = sorted(set(parts) & set(UNSUPPORTED))
+        if target is None or unsupported:
+            why = UNSUPPORTED[unsupported[0]] if target else "names no layer of the HunyuanVideo transformer"
+            unmatched.update({f"{module}.{suffix}": why for suffix in parts})
+            continue
+        factors = _factors(name, module, parts, target, shapes[target.module])
+        terms.append(LoraTerm(target, factors, tuple(f"{module}.{suffix}" for suffix in parts)))
+    notes = [f"made with Tencent's HunyuanVideo-I2V trainer; applied to {_MODEL}"] if _I2V in conventions else []
+    kinds = sorted({term.factors.kind for term in terms})
+    return LoraFile(name, terms, len(tensors), unmatched, sorted(set(conventions)), kinds, notes)
+
+
+_MODEL = "this text-to-video transformer (its layers have the same names and shapes)"
+
+
+def _resolve(groups: Mapping[str, dict], shapes: Mapping[str, tuple[int, int]], name: str) -> tuple[dict, list[str]]:
+    """LoRA module -> :class:`Target` for the modules that name a layer, and their conventions; refuses a
+    LoRA whose names belong to another model (:mod:`.families`)."""
     table = target_table(shapes)
     resolved, unresolved, conventions = {}, [], []
     for module in groups:
@@ -113,34 +135,10 @@ def parse_lora(tensors: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[i
             continue
         resolved[module] = target
         conventions.append(_convention(convention, target))
-    kind = foreign_kind([strip_prefix(m)[0] for m in groups], unresolved)
+    kind = foreign_kind([strip_prefix(module)[0] for module in groups], unresolved)
     if not resolved or kind in (ModelKind.FLUX, ModelKind.HUNYUAN_DIT_1_5):
         raise WrongModelError(_foreign_message(name, kind, sorted(groups)))
-    terms = []
-    for module, parts in groups.items():
-        target = resolved.get(module)
-        if target is None:
-            unmatched.update({f"{module}.{s}": "names no layer of the HunyuanVideo transformer" for s in parts})
-            continue
-        unsupported = sorted(set(parts) & set(UNSUPPORTED))
-        if unsupported:
-            unmatched.update({f"{module}.{s}": UNSUPPORTED[unsupported[0]] for s in parts})
-            continue
-        factors = _factors(name, module, parts, target, shapes[target.module])
-        terms.append(LoraTerm(target, factors, tuple(f"{module}.{s}" for s in parts)))
-    notes = [f"made with Tencent's HunyuanVideo-I2V trainer; applied to {_MODEL}"] if _I2V in conventions else []
-    return LoraFile(
-        name,
-        terms,
-        len(tensors),
-        unmatched,
-        sorted(set(conventions)),
-        sorted({t.factors.kind for t in terms}),
-        notes,
-    )
-
-
-_MODEL = "this text-to-video transformer (its layers have the same names and shapes)"
+    return resolved, conventions
 
 
 def _group(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, str]]:
