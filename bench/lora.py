@@ -157,6 +157,43 @@ def step_table(tokens: int, repeats: int, dtype: torch.dtype, device: torch.devi
         print(f"{storage:<20} {none:>10.2f} {merged:>14} {fly:>+13.1%} {'ok' if fly <= 0.15 else 'OVER 15%'}")
 
 
+def layer_table(tokens: int, repeats: int, dtype: torch.dtype, device: torch.device) -> None:
+    """The on-the-fly cost where it arises, with little noise: one ``img_attn_qkv``-sized layer (9216 x 3072)
+    alone, its forward with and without the rank-64 :class:`LoraDelta`, minimum of many interleaved runs."""
+    import gguf
+
+    import_pack()
+    from hunyuanvideo_pack.hunyuan_model.lora.apply import attach_delta, share_tree
+    from hunyuanvideo_pack.hunyuan_model.quant import StoredWeight, WeightStorage, make_linear
+
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(9216, 3072, generator=g) / 3072**0.5
+    x = torch.randn(1, tokens, 3072, generator=g).to(device, dtype)
+    up, down = torch.randn(9216, RANK, generator=g) * 1e-2, torch.randn(RANK, 3072, generator=g) / 3072**0.5
+    q8 = torch.from_numpy(gguf.quants.quantize(weight.numpy(), gguf.GGMLQuantizationType.Q8_0))
+    layers = {
+        "float": make_linear(StoredWeight.plain(weight), WeightStorage.AS_STORED, dtype),
+        "fp8_e4m3fn_scaled": make_linear(StoredWeight.plain(weight), WeightStorage.FP8_E4M3FN_SCALED, dtype),
+        "gguf_q8_0": make_linear(StoredWeight(q8, (9216, 3072), gguf.GGMLQuantizationType.Q8_0), "as_stored", dtype),
+    }
+    print(f"\none 9216x3072 layer, {tokens} tokens, rank {RANK}, {dtype} on {device}, min of {repeats} runs:")
+    print(f"{'storage':<20} {'layer ms':>9} {'+ LoRA':>9}")
+    with torch.inference_mode():
+        for storage, layer in layers.items():
+            variants = {"base": layer.to(device), "lora": share_tree(layer.to(device))}
+            attach_delta(variants["lora"], up, down, dtype)  # the forward hook apply_loras installs
+            times = {"base": float("inf"), "lora": float("inf")}
+            for _ in range(repeats):
+                for name in times:
+                    start = time.perf_counter()
+                    variants[name](x)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[name] = min(times[name], time.perf_counter() - start)
+            extra = times["lora"] / times["base"] - 1
+            print(f"{storage:<20} {times['base'] * 1e3:>9.1f} {extra:>+8.1%} {'ok' if extra <= 0.15 else 'OVER 15%'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/hv_lora_bench"))
@@ -167,7 +204,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype of part 2")
     parser.add_argument("--device", default="cpu", help="device of part 2 (cuda for a GPU)")
     parser.add_argument("--keep", action="store_true", help="keep the written files for another run")
-    parser.add_argument("--skip-memory", action="store_true", help="only the per-step table")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out part 1 (memory)")
+    parser.add_argument("--skip-step", action="store_true", help="leave out the whole-forward table of part 2")
     parser.add_argument("--child", nargs=4, metavar=("WEIGHTS", "LORA", "STORAGE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,7 +222,10 @@ def main() -> None:
         finally:
             if not args.keep:
                 shutil.rmtree(args.dir, ignore_errors=True)
-    step_table(args.tokens, args.repeats, getattr(torch, args.dtype), torch.device(args.device))
+    dtype, device = getattr(torch, args.dtype), torch.device(args.device)
+    layer_table(args.tokens, 10 * args.repeats, dtype, device)
+    if not args.skip_step:
+        step_table(args.tokens, args.repeats, dtype, device)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,16 @@ class LoraDelta(nn.Module):
 
 
 def _add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output + module.lora_delta(args[0])
+    """The forward hook of a layer changed on the fly: ``output += (x @ D^T) @ U^T``.
+
+    Accumulated into the layer's fresh output (``addmm_``): no second ``[tokens, out]`` tensor, which on
+    the CPU costs more than the thin matmuls themselves.
+    """
+    delta = module.lora_delta
+    hidden = F.linear(args[0], delta.down.to(args[0].dtype))
+    flat = output.view(-1, output.shape[-1])
+    flat.addmm_(hidden.reshape(-1, hidden.shape[-1]), delta.up.to(output.dtype).t())
+    return output
 
 
 def apply_loras(
@@ -118,7 +127,7 @@ def apply_loras(
             layer.weight = nn.Parameter(_merged(layer.weight, up, down), requires_grad=False)
             merged += 1
         else:
-            _attach(layer, up, down, base.compute_dtype)
+            attach_delta(layer, up, down, base.compute_dtype)
         del up, down
         if progress is not None:
             progress(done, len(changes))
@@ -198,7 +207,8 @@ def _merged(weight: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch
     return out
 
 
-def _attach(layer: nn.Module, up: torch.Tensor, down: torch.Tensor, dtype: torch.dtype) -> None:
+def attach_delta(layer: nn.Module, up: torch.Tensor, down: torch.Tensor, dtype: torch.dtype) -> None:
+    """Make ``layer`` (a Linear of any storage, not shared with a base model) add ``(x @ down^T) @ up^T``."""
     device = layer.weight.device
     layer.lora_delta = LoraDelta(up.to(device, dtype), down.to(device, dtype))
     layer.register_forward_hook(_add_delta)
