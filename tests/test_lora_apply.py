@@ -36,7 +36,8 @@ CONFIG = DiTConfig.tiny(double_blocks=2, single_blocks=2)
 CPU = torch.device("cpu")
 FP32_BOUND = 1e-5
 # fp8_e4m3fn_fast quantizes activations to FP8 too (per tensor), so its LoRA'd output differs from the
-# float reference by FP8 activation rounding; measured 2.4% here, the same as without LoRA.
+# float reference by FP8 activation rounding: measured 4.2% here, and 3.9% for the same model without LoRA.
+# FP8 (plain, scaled) and GGUF Q8_0 with LoRA match dequantized weights + delta W to 8e-7.
 SCALED_MM_BOUND = 6e-2
 
 
