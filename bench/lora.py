@@ -35,8 +35,8 @@ RANK = 64
 
 
 def write_inputs(folder: Path, double: int, single: int) -> dict[str, Path]:
-    from hunyuanvideo_pack.hunyuan_model.dit import tiny as dit_tiny
-    from hunyuanvideo_pack.hunyuan_model.lora import tiny as lora_tiny
+    from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as dit_tiny
+    from hunyuanvideo_pack.hunyuan_model.tiny import lora_files as lora_tiny
 
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name for name in ("bf16.safetensors", "q8_0.gguf", "lora.safetensors")}
@@ -100,8 +100,8 @@ def step_table(tokens: int, repeats: int, dtype: torch.dtype, device: torch.devi
     import_pack()
     from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer, init_random_weights
     from hunyuanvideo_pack.hunyuan_model.lora import AppliedLora, apply_loras, linear_shapes, parse_lora
-    from hunyuanvideo_pack.hunyuan_model.lora import tiny as lora_tiny
     from hunyuanvideo_pack.hunyuan_model.quant import StoredWeight, WeightStorage, quantizable_linears, swap_linears
+    from hunyuanvideo_pack.hunyuan_model.tiny import lora_files as lora_tiny
 
     config = DiTConfig(double_blocks=1, single_blocks=1)
     side = int(tokens**0.5)

@@ -21,7 +21,7 @@ log = logging.getLogger("HunyuanVideo")
 
 CATEGORY = "HunyuanVideo/text"
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-MODEL_EXTENSIONS = (".safetensors", ".sft")
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 
 
 class TextEncoderOutOfMemoryError(torch.cuda.OutOfMemoryError):

@@ -19,7 +19,6 @@ from hunyuanvideo_pack.hunyuan_model.lora import (
     parse_lora,
     remove_loras,
 )
-from hunyuanvideo_pack.hunyuan_model.lora import tiny as lora_tiny
 from hunyuanvideo_pack.hunyuan_model.offload import BlockSwap
 from hunyuanvideo_pack.hunyuan_model.quant import (
     GGUFLinear,
@@ -31,6 +30,7 @@ from hunyuanvideo_pack.hunyuan_model.quant import (
     quantizable_linears,
     swap_linears,
 )
+from hunyuanvideo_pack.hunyuan_model.tiny import lora_files as lora_tiny
 
 CONFIG = DiTConfig.tiny(double_blocks=2, single_blocks=2)
 CPU = torch.device("cpu")

@@ -11,10 +11,10 @@ import torch
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import CheckpointError, CorruptCheckpointError, WrongModelError
 from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer, init_random_weights
-from hunyuanvideo_pack.hunyuan_model.dit import tiny as dit_tiny
 from hunyuanvideo_pack.hunyuan_model.lora import AppliedLora, apply_loras, linear_shapes, parse_lora, read_lora
-from hunyuanvideo_pack.hunyuan_model.lora import tiny as lora_tiny
 from hunyuanvideo_pack.hunyuan_model.lora.factors import low_rank
+from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as dit_tiny
+from hunyuanvideo_pack.hunyuan_model.tiny import lora_files as lora_tiny
 
 CONFIG = DiTConfig.tiny(double_blocks=2, single_blocks=2)
 FP32_BOUND = 1e-5  # of the output's max magnitude; measured about 1e-6 (summation order)

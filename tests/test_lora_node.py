@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import WrongModelError
-from hunyuanvideo_pack.hunyuan_model.dit import tiny as dit_tiny
 from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle
 from hunyuanvideo_pack.hunyuan_model.lora import linear_shapes
-from hunyuanvideo_pack.hunyuan_model.lora import tiny as lora_tiny
+from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as dit_tiny
+from hunyuanvideo_pack.hunyuan_model.tiny import lora_files as lora_tiny
 from hunyuanvideo_pack.nodes.block_swap import HunyuanVideoBlockSwap
 from hunyuanvideo_pack.nodes.lora import HunyuanVideoLoRA
 

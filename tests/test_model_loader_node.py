@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import MissingScaleMapError, WrongModelError
-from hunyuanvideo_pack.hunyuan_model.dit import tiny
 from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle, module_bytes
 from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, GGUFLinear
+from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as tiny
 from hunyuanvideo_pack.nodes import comfy_env
 from hunyuanvideo_pack.nodes.model_loader import HunyuanVideoModelLoader
 
@@ -106,7 +106,7 @@ def test_scale_maps_are_found_or_chosen_and_missing_ones_refused(models, state):
 def test_wrong_choices_are_refused_before_loading(models, monkeypatch):
     with pytest.raises(
         WrongModelError,
-        match=r"looks like an FP8 scale map .*, not a HunyuanVideo transformer: choose it as scale_map, with Tencent",
+        match=r"is not a HunyuanVideo transformer: it is an FP8 scale map .*; choose it as scale_map, with Tencent",
     ):
         NODE.load("tencent/mp_rank_00_model_states_fp8_map.pt", **DEFAULTS)
     monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("mps"))

@@ -5,7 +5,8 @@ import shutil
 import pytest
 import torch
 
-from hunyuanvideo_pack.hunyuan_model.text_encoder import VIDEO, HunyuanTextEncoder, tiny
+from hunyuanvideo_pack.hunyuan_model.text_encoder import VIDEO, HunyuanTextEncoder
+from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 from hunyuanvideo_pack.nodes import comfy_env
 from hunyuanvideo_pack.nodes.text import (
     HunyuanVideoConditioningToEmbeds,

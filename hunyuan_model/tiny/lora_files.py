@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..dit.diffusers_keys import tencent_to_diffusers
+from .formats import write_safetensors_file
 
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
 
@@ -112,16 +113,11 @@ def _diffusers(name: str, up: torch.Tensor, down: torch.Tensor, alpha: float, co
 
 
 def _comfy_internal(name: str) -> str:
-    from .names import _comfy_name
+    from ..lora.names import _comfy_name
 
     return _comfy_name(name)
 
 
 def write_lora(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Save LoRA tensors as safetensors (one metadata entry: byte-stable files)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.clone() for key, value in tensors.items()}, str(path), metadata={"format": "pt"})
-    return path
+    """Save LoRA tensors as safetensors (factors diffusers' splits share are saved as their own copies)."""
+    return write_safetensors_file({key: value.clone() for key, value in tensors.items()}, path)
