@@ -20,7 +20,10 @@ from pathlib import Path
 
 import torch
 
+from ..hunyuan_model.dit import HunyuanVideoTransformer
+from ..hunyuan_model.lora import linear_shapes
 from ..hunyuan_model.tiny import dit_files as dit_tiny
+from ..hunyuan_model.tiny import lora_files as lora_tiny
 from ..hunyuan_model.tiny import text_encoder_files as text_tiny
 from ..hunyuan_model.tiny import vae_files
 from ..nodes import comfy_env
@@ -34,6 +37,7 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("HunyuanVideoTextEncoderLoader", "llm"): "text_encoders",
     ("HunyuanVideoTextEncoderLoader", "clip"): "text_encoders",
     ("HunyuanVideoVAELoader", "vae_name"): "vae",
+    ("HunyuanVideoLoRA", "lora_name"): "loras",
 }
 # The video size and step count a demo runs at: a 2-core CPU does it in seconds.
 DEMO_SIZE = {"width": 256, "height": 144, "frames": 25}
@@ -76,6 +80,13 @@ def _write_vae(weights: _Weights, path: Path) -> None:
     vae_files.write_vae(vae_files.random_vae(seed=weights.seed + 3), path)
 
 
+def _write_lora(weights: _Weights, path: Path) -> None:
+    """A rank-4 LoRA on every Linear of the demo DiT, as musubi-tuner writes it (the commonest format)."""
+    shapes = linear_shapes(HunyuanVideoTransformer(dit_tiny.demo_config(), device="meta"))
+    factors = lora_tiny.random_factors(shapes, rank=4, alpha=4.0, seed=weights.seed + 4, gain=0.2)
+    lora_tiny.write_lora(lora_tiny.lora_tensors(factors, "musubi", torch.bfloat16), path)
+
+
 # (folder kind, file name) -> writer, in the format the name stands for.
 DEMO_FILES: dict[tuple[str, str], Callable[[_Weights, Path], None]] = {
     ("diffusion_models", "hunyuan_video_t2v_720p_bf16.safetensors"): lambda w, p: dit_tiny.write_safetensors(
@@ -89,6 +100,7 @@ DEMO_FILES: dict[tuple[str, str], Callable[[_Weights, Path], None]] = {
     ("text_encoders", "llava_llama3_fp8_scaled.safetensors"): _llm_writer("comfy_fp8_scaled_file"),
     ("text_encoders", "clip_l.safetensors"): _write_clip,
     ("vae", "hunyuan_video_vae_bf16.safetensors"): _write_vae,
+    ("loras", "hunyuan_video_lora.safetensors"): _write_lora,
 }
 
 

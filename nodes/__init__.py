@@ -9,6 +9,7 @@ from .block_swap import HunyuanVideoBlockSwap
 from .guidance import HunyuanVideoEnhanceAVideo, HunyuanVideoSkipLayerGuidance
 from .latent import HunyuanVideoEmptyLatent
 from .long_video import HunyuanVideoExtend, HunyuanVideoLongVideo
+from .lora import HunyuanVideoLoRA
 from .model_loader import HunyuanVideoModelLoader
 from .sampling import HunyuanVideoSampler
 from .text import (
@@ -25,6 +26,7 @@ from .video import HunyuanVideoSaveVideo
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "HunyuanVideoEmptyLatent": HunyuanVideoEmptyLatent,
     "HunyuanVideoModelLoader": HunyuanVideoModelLoader,
+    "HunyuanVideoLoRA": HunyuanVideoLoRA,
     "HunyuanVideoBlockSwap": HunyuanVideoBlockSwap,
     "HunyuanVideoLongVideo": HunyuanVideoLongVideo,
     "HunyuanVideoEnhanceAVideo": HunyuanVideoEnhanceAVideo,

@@ -107,6 +107,7 @@ def model_paths(tmp_path_factory) -> Path:
         "    diffusion_models: diffusion_models\n"
         "    text_encoders: text_encoders\n"
         "    vae: vae\n"
+        "    loras: loras\n"
     )
     return paths
 

@@ -15,7 +15,7 @@ from hunyuanvideo_pack.headless.workflow_format import VIRTUAL_TYPES, ui_to_api,
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
 FOLDER = PACK_DIR / "workflows"
-NAMES = ("text_to_video", "low_vram", "gguf", "long_video")
+NAMES = ("text_to_video", "low_vram", "gguf", "long_video", "lora")
 SMALL = {"width": 64, "height": 48, "frames": 5}
 
 
@@ -70,7 +70,7 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
     loader, text = by_type(api, "HunyuanVideoModelLoader"), by_type(api, "HunyuanVideoTextEncoderLoader")
     decode = by_type(api, "HunyuanVideoVAEDecode")
     assert (text["llm"], text["clip"]) == ("llava_llama3_fp8_scaled.safetensors", "clip_l.safetensors")
-    if name == "text_to_video":  # Comfy-Org's bf16 file, held as scaled FP8 to fit 24 GB
+    if name in ("text_to_video", "lora"):  # Comfy-Org's bf16 file, held as scaled FP8 to fit 24 GB
         assert (loader["model_name"], loader["weight_storage"]) == (
             "hunyuan_video_t2v_720p_bf16.safetensors",
             "fp8_e4m3fn_scaled",
@@ -89,6 +89,11 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
         assert (decode["tiling"], decode["tile_size"], decode["temporal_size"]) == ("manual", 256, 32)
     else:
         assert loader["model_name"].endswith(".gguf") and loader["weight_storage"] == "as_stored"
+    if name == "lora":  # loader -> LoRA -> sampler, the LoRA as trained
+        lora = by_type(api, "HunyuanVideoLoRA")
+        assert (lora["lora_name"], lora["strength"], lora["model"]) == ("hunyuan_video_lora.safetensors", 1.0, ["1", 0])
+        assert (lora["block_strengths"], lora["apply_mode"]) == ("", "auto")
+        assert by_type(api, "HunyuanVideoSampler")["model"] == ["10", 0]
 
 
 @pytest.mark.parametrize("name", NAMES)

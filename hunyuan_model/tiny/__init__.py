@@ -3,5 +3,5 @@
 The writers mirror the readers of :mod:`..checkpoint` (and live apart from them: no production
 loader imports this package). :mod:`.dit_files` writes DiTs in every format the model loader
 reads, :mod:`.text_encoder_files` the text encoders in every layout (with their tokenizers),
-:mod:`.vae_files` the VAE; :mod:`.formats` holds the container writers they share.
+:mod:`.vae_files` the VAE, :mod:`.lora_files` LoRAs in every trainer's convention; :mod:`.formats` holds the container writers they share.
 """
