@@ -14,8 +14,10 @@ import torch
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
 from ..handle import TransformerHandle
+from ..image_condition import ImageCondition
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback, euler_sample
+from .image_to_video import ImageConditionedVelocity, check_image_condition, image_to_video_start
 from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
 from .velocity import GuidedVelocity
@@ -45,7 +47,9 @@ class SamplerSettings:
         return self.sigmas if self.sigmas is not None else flow_sigmas(self.steps, self.shift, self.denoise)
 
 
-def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Tensor) -> DiTConfig:
+def check_inputs(
+    handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Tensor, image: ImageCondition | None = None
+) -> DiTConfig:
     """Refuse, before any work, inputs the model cannot use; returns the model's config."""
     config = _loaded_config(handle)
     if not isinstance(embeds, TextEmbeds):
@@ -58,10 +62,10 @@ def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Te
                 f"CLIP vector, but this model expects {config.text_dim} and {config.pooled_dim}. Encode it with "
                 "HunyuanVideo's text encoders (LLaVA-Llama-3-8B + CLIP-L) for this model."
             )
-    if not isinstance(latent, torch.Tensor) or latent.ndim != 5 or latent.shape[1] != config.in_channels:
+    if not isinstance(latent, torch.Tensor) or latent.ndim != 5 or latent.shape[1] != config.out_channels:
         found = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
         raise ValueError(
-            f"the latent must be a video latent [batch, {config.in_channels}, frames, height, width], got {found}. "
+            f"the latent must be a video latent [batch, {config.out_channels}, frames, height, width], got {found}. "
             "Use HunyuanVideo Empty Latent (or EmptyHunyuanLatentVideo), or a video encoded with HunyuanVideo's VAE; "
             "image latents of other models (4 or 16 channels without a frame axis) do not fit."
         )
@@ -79,6 +83,7 @@ def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Te
                 f"the {name} embeds hold {prompt.text_states.shape[0]} prompts but the latent holds "
                 f"{latent.shape[0]} videos: use one prompt for all, or exactly one per video."
             )
+    check_image_condition(config, image, latent)
     return config
 
 
@@ -108,6 +113,7 @@ def sample(
     batch_cfg: bool = True,
     offload_after: bool = False,
     on_step: StepCallback | None = None,
+    image: ImageCondition | None = None,
 ) -> torch.Tensor:
     """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
 
@@ -116,10 +122,11 @@ def sample(
     follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
     only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
     ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
-    prompts in one forward.
+    prompts in one forward. ``image``: the first frame for image-to-video DiTs (required by them,
+    refused by text-to-video ones; see :mod:`.image_to_video`).
     """
     settings = settings or SamplerSettings()
-    check_inputs(handle, embeds, latent)
+    config = check_inputs(handle, embeds, latent, image)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
     with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
@@ -128,5 +135,8 @@ def sample(
         x = add_noise(clean, noise.to(device), sigmas[0])
         del clean
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
+        if image is not None:
+            x, image_latent = image_to_video_start(config, image, x, noise, float(sigmas[0]))
+            velocity = ImageConditionedVelocity(velocity, config, image_latent, latent.shape[2])
         x = euler_sample(velocity, x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
