@@ -154,3 +154,26 @@ def test_vision_weights_load_from_comfyui_file_and_llava_folder(tmp_path, vision
     save_file({"foo.weight": torch.ones(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="no vision tower.*models/clip_vision"):
         load_vision(tmp_path / "other.safetensors")
+
+
+def test_the_node_reads_the_vision_file_from_clip_vision_and_encodes_both_prompts(models_dir, vision, encoder, picture):
+    from hunyuanvideo_pack.nodes.text import TextEncoderHandle
+    from hunyuanvideo_pack.nodes.text_image import HunyuanVideoTextImageEncode
+
+    node = HunyuanVideoTextImageEncode()
+    handle = TextEncoderHandle(encoder=encoder, run_on="cpu", after="offload")
+    image = torch.from_numpy(picture).float().div(255).unsqueeze(0)
+    args = dict(image=image, prompt=PROMPTS[0], negative_prompt="blurry", image_interleave=4, cfg_scale=3.0)
+    with pytest.raises(ValueError, match="models/clip_vision is empty.*llava_llama3_vision.safetensors"):
+        node.encode(handle, "", **args)
+    state = {k.replace("tower.", "vision_model.", 1): v for k, v in vision.state_dict().items()}
+    save_file(state, str(models_dir / "clip_vision" / "llava_llama3_vision.safetensors"))
+    required = HunyuanVideoTextImageEncode.INPUT_TYPES()["required"]
+    assert required["vision_model"][1]["default"] == "llava_llama3_vision.safetensors"
+    (embeds,) = node.encode(handle, "llava_llama3_vision.safetensors", **args)
+    pixels = clip_pixels(image)
+    positive = encoder.encode_with_image(PROMPTS[0], vision(pixels), interleave=4)
+    negative = encoder.encode_with_image("blurry", vision(clip_pixels(torch.zeros_like(image))), interleave=4)
+    assert torch.allclose(embeds.positive.text_states, positive.text_states, atol=1e-5)
+    assert torch.allclose(embeds.negative.text_states, negative.text_states, atol=1e-5)
+    assert embeds.cfg_scale == 3.0 and embeds.positive.text_states.shape[1] == 144 + 252

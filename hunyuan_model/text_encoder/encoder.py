@@ -118,15 +118,23 @@ class HunyuanTextEncoder:
         prompt: str,
         negative_prompt: str | None = None,
         cfg_scale: float = 1.0,
+        image_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
         **options,
     ) -> TextEmbeds:
         """The sampler's conditioning. The negative prompt (empty when not given) is encoded only
-        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`.
+        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`, or with ``image_tokens``
+        (the image's and a black image's, pipeline_hunyuan_video.py:403-404) to :meth:`encode_with_image`.
 
         Tencent's ``sample_video.py`` replaces an empty negative prompt with its own ("Aerial view,
         aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth,
         bad eyes, bad limbs, distortion"); here empty stays empty, as in diffusers and ComfyUI.
         """
+        if image_tokens is not None:  # image-to-video: the negative prompt reads a black image, as Tencent's
+            positive = self.encode_with_image(prompt, image_tokens[0], **options)
+            negative = (
+                self.encode_with_image(negative_prompt or "", image_tokens[1], **options) if cfg_scale > 1.0 else None
+            )
+            return TextEmbeds(positive=positive, negative=negative, cfg_scale=cfg_scale)
         positive = self.encode(prompt, **options)
         negative = self.encode(negative_prompt or "", **options) if cfg_scale > 1.0 else None
         return TextEmbeds(positive=positive, negative=negative, cfg_scale=cfg_scale)
