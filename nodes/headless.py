@@ -6,7 +6,8 @@ the nodes that the output nodes need, each once, in dependency order, with the h
 ``prompt``, ``extra_pnginfo`` and ``unique_id`` filled in. Results are dropped as soon as no later
 node needs them, so a model is freed after its last use. ComfyUI core output nodes that only
 preview or save images (:data:`SKIPPED_CORE_OUTPUTS`) are skipped with a note; any other core
-node makes the run fail before anything starts, since only ComfyUI can run it.
+node makes the run fail before anything starts, since only ComfyUI can run it; Load Image runs from
+the runner's own copy (:mod:`.load_image`).
 
 :func:`main` is the command line of ``run_workflow.py``. When none of the model files a workflow
 names are present, it runs a CPU demo on tiny stand-ins of them instead (:mod:`.demo_models`).
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import comfy_env, demo_models
+from .load_image import HEADLESS_CORE_NODES
 from .widget_checks import value_problem
 from .workflow_format import CORE_NODES, WorkflowError, is_link, load_workflow, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
-SKIPPED_CORE_OUTPUTS = tuple(CORE_NODES)
+SKIPPED_CORE_OUTPUTS = tuple(name for name in CORE_NODES if name not in HEADLESS_CORE_NODES)
 _CASTS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
@@ -239,7 +241,9 @@ def run_graph(
 ) -> RunResult:
     """Validate and run an API-format graph with the pack's nodes; ``report`` gets progress lines."""
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
+        from . import NODE_CLASS_MAPPINGS
+
+        node_classes = {**NODE_CLASS_MAPPINGS, **HEADLESS_CORE_NODES}
     order, skipped = execution_order(api, node_classes)
     check_graph(api, order, node_classes)
     prompt = json.loads(json.dumps(api))  # the graph as checked, for the files' metadata
@@ -308,7 +312,9 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS as node_classes
+        from . import NODE_CLASS_MAPPINGS
+
+        node_classes = {**NODE_CLASS_MAPPINGS, **HEADLESS_CORE_NODES}
     comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)
     try:
         workflow = load_workflow(args.workflow, node_classes)
