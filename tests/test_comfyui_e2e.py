@@ -17,6 +17,7 @@ websocket, and the headless runner making the same frames as ComfyUI.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def model_paths(tmp_path_factory) -> Path:
         "    diffusion_models: diffusion_models\n"
         "    text_encoders: text_encoders\n"
         "    vae: vae\n"
+        "    clip_vision: clip_vision\n"
     )
     return paths
 
@@ -113,6 +115,9 @@ def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, mode
     (tmp_path / "workflows").mkdir()
     copies = shrunken_copies(tmp_path / "workflows")
     output = tmp_path / "output"
+    inputs = tmp_path / "input"  # Load Image's folder: the image_to_video workflow's sample image
+    inputs.mkdir()
+    shutil.copy(PACK_DIR / "workflows" / "hunyuanvideo_i2v_sample.png", inputs)
     command = [
         sys.executable,
         str(HARNESS),
@@ -124,7 +129,7 @@ def test_every_workflow_writes_its_video_in_a_real_comfyui_server(tmp_path, mode
         str(PACK_DIR),
         "--output-dir",
         str(output),
-        f"--extra-args=--extra-model-paths-config {paths} --cache-none",
+        f"--extra-args=--extra-model-paths-config {paths} --cache-none --input-directory {inputs}",
         *(f"--workflow={copy}" for copy in copies),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
