@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from .dit.model import HunyuanVideoTransformer
+
+if TYPE_CHECKING:
+    from .extras.options import VideoOptions
 
 
 class Placement(Protocol):
@@ -58,7 +61,8 @@ class WholeModel:
 class TransformerHandle:
     """A DiT ready to sample with: the model, its devices and its placement.
 
-    ``description`` says what was loaded (file and format) for logs and errors.
+    ``description`` says what was loaded (file and format) for logs and errors. ``options`` are the
+    long-video and guidance extras the sampler applies (:mod:`.extras`; None = none).
     """
 
     model: HunyuanVideoTransformer
@@ -67,6 +71,7 @@ class TransformerHandle:
     placement: Placement = field(default_factory=WholeModel)
     description: str = ""
     after_run: Callable[[TransformerHandle], None] | None = field(default=None, repr=False, compare=False)
+    options: VideoOptions | None = None
 
     @contextlib.contextmanager
     def running(self, latent_shape: tuple[int, ...], offload_after: bool = False) -> Iterator[HunyuanVideoTransformer]:

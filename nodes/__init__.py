@@ -3,9 +3,33 @@
 Each node module lists its classes in ``NODES``; a class's name is its node id.
 """
 
-from . import block_swap, image_to_video, latent, model_loader, sampling, text, text_image, vae, video
+from . import (
+    block_swap,
+    guidance,
+    image_to_video,
+    latent,
+    long_video,
+    model_loader,
+    sampling,
+    text,
+    text_image,
+    vae,
+    video,
+)
 
-_MODULES = (latent, image_to_video, model_loader, block_swap, text, text_image, sampling, vae, video)
+_MODULES = (
+    latent,
+    image_to_video,
+    model_loader,
+    block_swap,
+    long_video,
+    guidance,
+    text,
+    text_image,
+    sampling,
+    vae,
+    video,
+)
 
 NODE_CLASSES = [cls for module in _MODULES for cls in module.NODES]
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}

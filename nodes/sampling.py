@@ -7,6 +7,7 @@ import logging
 import torch
 
 from ..hunyuan_model.conditioning import TextEmbeds
+from ..hunyuan_model.extras import forward_shape
 from ..hunyuan_model.handle import TransformerHandle, resident_bytes
 from ..hunyuan_model.offload.memory_plan import ModelSizes, Workload, activation_bytes, materializes_scores
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs, sample
@@ -153,7 +154,7 @@ class HunyuanVideoSampler:
         image = image_condition_of(latent)
         check_inputs(model, embeds, samples, image)
         _explain_settings(settings, samples)
-        batch_cfg = _make_room(model, embeds, tuple(samples.shape))
+        batch_cfg = _make_room(model, embeds, forward_shape(model.options, samples.shape))
         total = len(settings.schedule()) - 1
         with comfy_env.Progress(total, "HunyuanVideo sampling") as progress:
             try:

@@ -13,13 +13,15 @@ import torch
 
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
+from ..extras.extend import HeldFrames
+from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
 from ..image_condition import ImageCondition
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback, euler_sample
 from .image_to_video import ImageConditionedVelocity, check_image_condition, image_to_video_start
 from .noise import add_noise, seeded_noise
-from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
+from .schedule import check_schedule_settings, check_sigmas, flow_sigmas, timesteps
 from .velocity import GuidedVelocity
 
 
@@ -114,6 +116,7 @@ def sample(
     offload_after: bool = False,
     on_step: StepCallback | None = None,
     image: ImageCondition | None = None,
+    hold_frames: int = 0,
 ) -> torch.Tensor:
     """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
 
@@ -122,21 +125,28 @@ def sample(
     follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
     only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
     ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
-    prompts in one forward. ``image``: the first frame for image-to-video DiTs (required by them,
-    refused by text-to-video ones; see :mod:`.image_to_video`).
+    prompts in one forward. The handle's ``options`` (RIFLEx, context windows, ...) apply, see
+    :mod:`hunyuan_model.extras`. ``hold_frames`` keeps the first frames of ``latent`` on their noising
+    path, so they end as they came in (extending a video: :mod:`hunyuan_model.extras.extend`). ``image``: the first frame for
+    image-to-video DiTs (required by them, refused by text-to-video ones; see :mod:`.image_to_video`).
     """
     settings = settings or SamplerSettings()
     config = check_inputs(handle, embeds, latent, image)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
-    with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
+    with handle.running(forward_shape(handle.options, latent.shape), offload_after=offload_after) as model:
         device = handle.compute_device
         clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
-        x = add_noise(clean, noise.to(device), sigmas[0])
-        del clean
+        noise = noise.to(device)
+        x = add_noise(clean, noise, sigmas[0])
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
         if image is not None:
             x, image_latent = image_to_video_start(config, image, x, noise, float(sigmas[0]))
-            velocity = ImageConditionedVelocity(velocity, config, image_latent, latent.shape[2])
-        x = euler_sample(velocity, x, sigmas, on_step)
+        with applied(handle.options, model, velocity, timesteps(sigmas)) as velocity:
+            if hold_frames:
+                velocity = HeldFrames(velocity, clean[:, :, :hold_frames], noise[:, :, :hold_frames])
+            if image is not None:
+                velocity = ImageConditionedVelocity(velocity, config, image_latent, latent.shape[2])
+            del clean, noise
+            x = euler_sample(velocity, x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
