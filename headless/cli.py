@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..nodes import comfy_env
 from . import console, demo_models, preflight
-from .runner import run_graph, set_inputs
+from .runner import pack_node_classes, run_graph, set_inputs
 from .workflow_format import WorkflowError, load_workflow
 
 log = logging.getLogger("HunyuanVideo")
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None, node_classes: Mapping[str, type] | None 
     args = _parser().parse_args(argv)
     console.set_up_logging()
     if node_classes is None:
-        from ..nodes import NODE_CLASS_MAPPINGS as node_classes
+        node_classes = pack_node_classes()
     comfy_env.configure(models_dir=args.models_dir, output_dir=args.output_dir)
     try:
         chosen_models_dir = _chosen_models_dir(args.models_dir)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("HunyuanVideoTextEncoderLoader", "clip"): "text_encoders",
     ("HunyuanVideoVAELoader", "vae_name"): "vae",
     ("HunyuanVideoLoRA", "lora_name"): "loras",
+    ("HunyuanVideoTextImageEncode", "vision_model"): "clip_vision",
 }
 # The video size and step count a demo runs at: a 2-core CPU does it in seconds.
 DEMO_SIZE = {"width": 256, "height": 144, "frames": 25}
@@ -56,6 +57,11 @@ class _Weights:
         if self._dit is None:
             self._dit = dit_tiny.release_state_dict(dit_tiny.random_transformer(seed=self.seed))
         return self._dit
+
+    def dit_i2v(self) -> dict[str, torch.Tensor]:
+        """HunyuanVideo-I2V's fixed release (token replace): no guidance embedding."""
+        config = replace(dit_tiny.demo_config(), guidance_embed=False, image_condition="token_replace")
+        return dit_tiny.release_state_dict(dit_tiny.random_transformer(config, seed=self.seed))
 
     def llm(self) -> torch.nn.Module:
         if self._llm is None:
@@ -87,6 +93,20 @@ def _write_lora(weights: _Weights, path: Path) -> None:
     lora_tiny.write_lora(lora_tiny.lora_tensors(factors, "musubi", torch.bfloat16), path)
 
 
+def _write_vision(weights: _Weights, path: Path) -> None:
+    """ComfyUI's llava_llama3_vision layout: the tower under vision_model.*, the projector, fp16."""
+    from safetensors.torch import save_file
+
+    from ..hunyuan_model.text_encoder.config import LlmConfig
+    from ..hunyuan_model.text_encoder.vision import LlavaVision, VisionConfig
+
+    torch.manual_seed(weights.seed + 4)
+    vision = LlavaVision(VisionConfig.tiny(LlmConfig.tiny().hidden_size))
+    state = {k.replace("tower.", "vision_model.", 1): v.half().contiguous() for k, v in vision.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+
+
 # (folder kind, file name) -> writer, in the format the name stands for.
 DEMO_FILES: dict[tuple[str, str], Callable[[_Weights, Path], None]] = {
     ("diffusion_models", "hunyuan_video_t2v_720p_bf16.safetensors"): lambda w, p: dit_tiny.write_safetensors(
@@ -96,6 +116,10 @@ DEMO_FILES: dict[tuple[str, str], Callable[[_Weights, Path], None]] = {
         w.dit(), p
     ),
     ("diffusion_models", "hunyuan-video-t2v-720p-Q4_0.gguf"): lambda w, p: dit_tiny.write_gguf(w.dit(), p, "Q4_0"),
+    ("diffusion_models", "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors"): (
+        lambda w, p: dit_tiny.write_safetensors(w.dit_i2v(), p)
+    ),
+    ("clip_vision", "llava_llama3_vision.safetensors"): _write_vision,
     ("text_encoders", "llava_llama3_fp16.safetensors"): _llm_writer("comfy_file"),
     ("text_encoders", "llava_llama3_fp8_scaled.safetensors"): _llm_writer("comfy_fp8_scaled_file"),
     ("text_encoders", "clip_l.safetensors"): _write_clip,

@@ -6,7 +6,8 @@ the nodes that the output nodes need, each once, in dependency order, with the h
 ``prompt``, ``extra_pnginfo`` and ``unique_id`` filled in. Results are dropped as soon as no later
 node needs them, so a model is freed after its last use. ComfyUI core output nodes that only
 preview or save images (:data:`SKIPPED_CORE_OUTPUTS`) are skipped with a note; any other core
-node makes the run fail before anything starts, since only ComfyUI can run it.
+node makes the run fail before anything starts, since only ComfyUI can run it; Load Image runs from
+the runner's own copy (:mod:`.load_image`).
 
 The command line of ``run_workflow.py`` is :mod:`.cli`.
 """
@@ -24,11 +25,12 @@ from pathlib import Path
 from ..nodes import comfy_env
 from ..nodes.widget_checks import value_problem
 from . import ui_form, values
+from .load_image import HEADLESS_CORE_NODES
 from .workflow_format import CORE_NODES, WorkflowError, is_link, node_inputs
 
 log = logging.getLogger("HunyuanVideo")
 
-SKIPPED_CORE_OUTPUTS = tuple(CORE_NODES)
+SKIPPED_CORE_OUTPUTS = tuple(name for name in CORE_NODES if name not in HEADLESS_CORE_NODES)
 
 
 @dataclass
@@ -240,7 +242,7 @@ def run_graph(
     match the run (:mod:`.ui_form`), so that dragging a file onto ComfyUI's page rebuilds what made it.
     """
     if node_classes is None:
-        from ..nodes import NODE_CLASS_MAPPINGS as node_classes
+        node_classes = pack_node_classes()
     order, skipped = execution_order(api, node_classes)
     check_graph(api, order, node_classes)
     prompt = json.loads(json.dumps(api))  # the graph as checked, for the files' metadata
@@ -307,3 +309,10 @@ def _saved_files(ui: dict) -> list[Path]:
             if isinstance(entry, dict) and entry.get("type") == "output" and "filename" in entry:
                 files.append(comfy_env.output_directory() / entry.get("subfolder", "") / entry["filename"])
     return files
+
+
+def pack_node_classes() -> dict[str, type]:
+    """The node types a headless run knows: the pack's nodes and the runner's own Load Image."""
+    from ..nodes import NODE_CLASS_MAPPINGS
+
+    return {**NODE_CLASS_MAPPINGS, **HEADLESS_CORE_NODES}

@@ -17,7 +17,9 @@ ComfyUI_frontend). :func:`ui_to_api` follows the same rules:
   nodes removed; a bypassed node (mode 4) passes on its input of the output's type.
 - A list value is sent as ``{"__value__": [...]}``, because a bare list means a link.
 
-Subgraphs, group nodes and upload widgets are not converted (none of the pack's workflows use them).
+- Load Image's upload button takes a slot after its file name and is not sent.
+
+Subgraphs and group nodes are not converted (none of the pack's workflows use them).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ MUTED, BYPASSED = 2, 4
 # ComfyUI core nodes that workflows may end in but the pack does not implement: their inputs (for
 # the conversion) and display names, as in ComfyUI's nodes.py and comfy_extras/nodes_images.py.
 CORE_NODES: dict[str, tuple[str, dict]] = {
+    # Load Image: its file list is ComfyUI's input folder (the headless runner has its own, headless/load_image.py).
+    "LoadImage": ("Load Image", {"required": {"image": ([], {"image_upload": True})}}),
     "PreviewImage": ("Preview Image", {"required": {"images": ("IMAGE",)}}),
     "SaveImage": (
         "Save Image",
@@ -164,6 +168,7 @@ def widgets(input_types: dict) -> list[Widget]:
             if kind == "INT" and control is None:
                 control = name in ("seed", "noise_seed")  # the frontend's legacy naming convention
             extra = (2 if is_combo else 1) if control and (is_combo or kind == "INT") else 0
+            extra += 1 if options.get("image_upload") else 0  # Load Image's upload button saves a value too
             found.append(Widget(name, tuple(spec), extra))
     return found
 

@@ -52,8 +52,8 @@ class ModelKind(Enum):
     HUNYUAN_DIT = ("a HunyuanVideo text-to-video transformer (DiT)", MODEL_LOADER, "model_name")
     HUNYUAN_DIT_I2V = (
         "a HunyuanVideo image-to-video transformer (DiT, such as Tencent's I2V or SkyReels)",
-        None,
-        "this pack makes text-to-video: pick the text-to-video transformer",
+        MODEL_LOADER,
+        "model_name, then HunyuanVideo Image To Video for the image",
     )
     HUNYUAN_DIT_1_5 = ("a HunyuanVideo 1.5 or HunyuanImage 2.1 transformer", None, "this pack runs HunyuanVideo 1.0")
     HUNYUAN_VAE = ("a HunyuanVideo VAE", VAE_LOADER, "vae_name")

@@ -7,6 +7,7 @@ workflow working, and an id, once shipped, stays (tests/test_package.py pins the
 
 from .block_swap import HunyuanVideoBlockSwap
 from .guidance import HunyuanVideoEnhanceAVideo, HunyuanVideoSkipLayerGuidance
+from .image_to_video import HunyuanVideoImageToVideo
 from .latent import HunyuanVideoEmptyLatent
 from .long_video import HunyuanVideoExtend, HunyuanVideoLongVideo
 from .lora import HunyuanVideoLoRA
@@ -19,12 +20,14 @@ from .text import (
     HunyuanVideoTextEncode,
     HunyuanVideoTextEncoderLoader,
 )
+from .text_image import HunyuanVideoTextImageEncode
 from .vae import HunyuanVideoVAEDecode, HunyuanVideoVAEEncode, HunyuanVideoVAELoader
 from .video import HunyuanVideoSaveVideo
 
 # node id -> class, in the order the node reference lists them
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "HunyuanVideoEmptyLatent": HunyuanVideoEmptyLatent,
+    "HunyuanVideoImageToVideo": HunyuanVideoImageToVideo,
     "HunyuanVideoModelLoader": HunyuanVideoModelLoader,
     "HunyuanVideoLoRA": HunyuanVideoLoRA,
     "HunyuanVideoBlockSwap": HunyuanVideoBlockSwap,
@@ -33,6 +36,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "HunyuanVideoSkipLayerGuidance": HunyuanVideoSkipLayerGuidance,
     "HunyuanVideoTextEncoderLoader": HunyuanVideoTextEncoderLoader,
     "HunyuanVideoTextEncode": HunyuanVideoTextEncode,
+    "HunyuanVideoTextImageEncode": HunyuanVideoTextImageEncode,
     "HunyuanVideoTextEmbedsSave": HunyuanVideoTextEmbedsSave,
     "HunyuanVideoTextEmbedsLoad": HunyuanVideoTextEmbedsLoad,
     "HunyuanVideoConditioningToEmbeds": HunyuanVideoConditioningToEmbeds,

@@ -14,6 +14,7 @@ from ..hunyuan_model.offload.memory_plan import ModelSizes, Workload, activation
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs, sample
 from ..hunyuan_model.sampling.cost import forward_flops, matmul_speed
 from . import comfy_env
+from .image_to_video import IMAGE_LATENT_KEY, STABILITY_KEY, image_condition_of
 from .types import EMBEDS, MODEL
 
 log = logging.getLogger("HunyuanVideo")
@@ -31,7 +32,8 @@ class HunyuanVideoSampler:
     DISPLAY_NAME = "HunyuanVideo Sampler"
     DESCRIPTION = (
         "Generates a video latent with HunyuanVideo's flow-matching Euler sampler: from pure noise for "
-        "text-to-video (denoise 1.0), or from an encoded video for video-to-video (denoise below 1). The "
+        "text-to-video (denoise 1.0), from an image for image-to-video models (the latent from HunyuanVideo Image "
+        "To Video), or from an encoded video for video-to-video (denoise below 1). The "
         "progress bar shows a preview of the first frame; cancelling stops within one transformer block."
     )
     CATEGORY = CATEGORY
@@ -57,7 +59,8 @@ class HunyuanVideoSampler:
                     "LATENT",
                     {
                         "tooltip": "The video size: HunyuanVideo Empty Latent (or ComfyUI's EmptyHunyuanLatentVideo) "
-                        "for text-to-video, or an encoded video with denoise below 1 for video-to-video."
+                        "for text-to-video, HunyuanVideo Image To Video for image-to-video, or an encoded video with "
+                        "denoise below 1 for video-to-video."
                     },
                 ),
                 "seed": (
@@ -150,7 +153,8 @@ class HunyuanVideoSampler:
     ):
         samples = _latent_samples(latent)
         settings = SamplerSettings(steps=steps, shift=shift, guidance=embedded_guidance, denoise=denoise, sigmas=sigmas)
-        check_inputs(model, embeds, samples)
+        image = image_condition_of(latent)
+        check_inputs(model, embeds, samples, image)
         _explain_settings(settings, samples)
         shape = forward_shape(model.options, samples.shape)  # one context window's, when windows are on
         batch_cfg = _make_room(model, embeds, shape)
@@ -168,11 +172,13 @@ class HunyuanVideoSampler:
                     batch_cfg=batch_cfg,
                     offload_after=offload_model,
                     on_step=lambda done, _, x0: progress.update(done, x0[:1]),
+                    image=image,
                     between_modules=comfy_env.check_cancel,
                 )
             except torch.cuda.OutOfMemoryError as error:
                 raise SamplingOutOfMemoryError(_out_of_memory_advice(samples.shape, embeds)) from error
-        return ({**latent, "samples": result},)
+        kept = {key: value for key, value in latent.items() if key not in (IMAGE_LATENT_KEY, STABILITY_KEY)}
+        return ({**kept, "samples": result},)
 
 
 def _latent_samples(latent: dict) -> torch.Tensor:

@@ -108,12 +108,17 @@ def model_paths(tmp_path_factory) -> Path:
         "    text_encoders: text_encoders\n"
         "    vae: vae\n"
         "    loras: loras\n"
+        "    clip_vision: clip_vision\n"
     )
     return paths
 
 
 def run_harness(workflows: list[Path], output: Path, model_paths: Path, *options: str) -> subprocess.CompletedProcess:
-    """The acceptance harness on ``workflows``, with the tiny models, saving into ``output``."""
+    """The acceptance harness on ``workflows``, with the tiny models, saving into ``output``; Load Image reads
+    the image_to_video workflow's sample image from an input folder beside it."""
+    inputs = output.parent / "input"
+    inputs.mkdir(exist_ok=True)
+    shutil.copy(PACK_DIR / "workflows" / "hunyuanvideo_i2v_sample.png", inputs)
     command = [
         sys.executable,
         str(HARNESS),
@@ -126,7 +131,7 @@ def run_harness(workflows: list[Path], output: Path, model_paths: Path, *options
         "--output-dir",
         str(output),
         *options,
-        f"--extra-args=--extra-model-paths-config {model_paths} --cache-none",
+        f"--extra-args=--extra-model-paths-config {model_paths} --cache-none --input-directory {inputs}",
         *(f"--workflow={path}" for path in workflows),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=3600)

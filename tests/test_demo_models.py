@@ -1,6 +1,7 @@
 """The CPU demo: tiny stand-ins for every model file the workflows name, and when the runner uses them."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hunyuanvideo_pack.headless import demo_models
 from hunyuanvideo_pack.hunyuan_model.dit import open_transformer
 from hunyuanvideo_pack.hunyuan_model.text_encoder.templates import IMAGE, VIDEO, crop_start
 from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import check_tokenizer, load_tokenizer
+from hunyuanvideo_pack.hunyuan_model.text_encoder.vision import load_vision
 from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import demo_config
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS
@@ -55,13 +57,19 @@ def test_every_demo_file_is_written_in_the_format_its_name_stands_for(demo_model
     for kind, name in demo_models.DEMO_FILES:
         if kind == "diffusion_models":
             source = open_transformer(root / kind / name)
-            assert source.config == demo_config()
+            expected = demo_config()
+            if "image_to_video" in name:  # HunyuanVideo-I2V's token-replace release: no guidance embedding
+                expected = replace(expected, guidance_embed=False, image_condition="token_replace")
+            assert source.config == expected
             block_storage[name] = source.reader.infos()["double_blocks.0.img_mlp.fc1.weight"].storage
     assert block_storage == {
         "hunyuan_video_t2v_720p_bf16.safetensors": "bfloat16",
         "hunyuan_video_720_cfgdistill_fp8_e4m3fn.safetensors": "float8_e4m3fn",
         "hunyuan-video-t2v-720p-Q4_0.gguf": "Q4_0",
+        "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors": "bfloat16",
     }
+    vision = load_vision(root / "clip_vision" / "llava_llama3_vision.safetensors", torch.float32)
+    assert vision.config.text_hidden_size == 64 and vision.config.image_tokens == 576
     with safe_open(root / "text_encoders" / "llava_llama3_fp8_scaled.safetensors", "pt") as f:
         assert f.get_tensor("model.layers.0.mlp.up_proj.weight").dtype == torch.float8_e4m3fn
         assert "scaled_fp8" in f.keys()

@@ -93,7 +93,12 @@ def diffusers_model(config: DiTConfig):
         pooled_projection_dim=config.pooled_dim,
         rope_theta=config.rope_theta,
         rope_axes_dim=config.rope_dim_list,
+        # SkyReels' 32-channel I2V is diffusers' plain transformer with in_channels 32.
+        image_condition_type=config.image_condition if config.image_condition in DIFFUSERS_CONDITIONS else None,
     ).eval()
+
+
+DIFFUSERS_CONDITIONS = ("latent_concat", "token_replace")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +170,8 @@ def test_config_is_inferred_from_shapes_alone():
     assert DiTConfig.from_state_dict(spec_shapes()) == DiTConfig.released()
     assert DiTConfig.from_state_dict(spec_shapes()).name == "HYVideo-T/2-cfgdistill"
     undistilled = DiTConfig.from_state_dict({k: torch.Size(v) for k, v in spec_shapes(guidance=False).items()})
-    assert undistilled.name == "HYVideo-T/2" and not undistilled.guidance_embed
+    # Without the guidance embedding a 16-channel DiT is HunyuanVideo-I2V's token-replace release.
+    assert undistilled.name == "HunyuanVideo-I2V (token replace)" and not undistilled.guidance_embed
     for config in (
         DiTConfig.tiny(single_blocks=3, text_dim=48),
         DiTConfig.tiny(hidden_size=128, heads=2, mlp_hidden=256, rope_dim_list=(8, 28, 28)),  # heads of 64

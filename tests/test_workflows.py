@@ -10,12 +10,13 @@ import pytest
 from conftest import PACK_DIR
 from hunyuanvideo_pack.headless import demo_models
 from hunyuanvideo_pack.headless.cli import main
-from hunyuanvideo_pack.headless.runner import run_graph, set_inputs
+from hunyuanvideo_pack.headless.runner import pack_node_classes, run_graph, set_inputs
 from hunyuanvideo_pack.headless.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env
 
 FOLDER = PACK_DIR / "workflows"
-NAMES = ("text_to_video", "low_vram", "gguf", "long_video", "lora")
+NAMES = ("text_to_video", "low_vram", "gguf", "long_video", "lora", "image_to_video")
+CLASSES = pack_node_classes()  # the headless runner's: Load Image included
 SMALL = {"width": 64, "height": 48, "frames": 5}
 
 
@@ -40,16 +41,16 @@ def test_every_workflow_comes_in_ui_and_api_form_and_both_describe_the_same_grap
 def test_ui_forms_are_what_comfyui_saves_links_typed_and_widgets_in_order(name):
     ui, api = read(name)
     nodes = {node["id"]: node for node in ui["nodes"]}
-    assert {node["type"] for node in nodes.values()} <= set(NODE_CLASS_MAPPINGS) | set(VIRTUAL_TYPES)
+    assert {node["type"] for node in nodes.values()} <= set(CLASSES) | set(VIRTUAL_TYPES)
     assert ui["last_node_id"] == max(nodes) and ui["last_link_id"] == max(link[0] for link in ui["links"])
     for link_id, source, slot, target, target_slot, kind in ui["links"]:
-        assert NODE_CLASS_MAPPINGS[nodes[source]["type"]].RETURN_TYPES[slot] == kind
+        assert CLASSES[nodes[source]["type"]].RETURN_TYPES[slot] == kind
         assert nodes[source]["outputs"][slot]["links"].count(link_id) == 1
         assert nodes[target]["inputs"][target_slot]["link"] == link_id
         assert nodes[target]["inputs"][target_slot]["type"] == kind
     for node in nodes.values():
-        if node["type"] in NODE_CLASS_MAPPINGS:
-            slots = widgets(NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES())
+        if node["type"] in CLASSES:
+            slots = widgets(CLASSES[node["type"]].INPUT_TYPES())
             assert len(node["widgets_values"]) == sum(1 + w.extra_slots for w in slots), node["type"]
     sampler = next(n for n in nodes.values() if n["type"] == "HunyuanVideoSampler")
     assert sampler["widgets_values"][1] == "fixed"  # the seed's control_after_generate slot
@@ -87,6 +88,13 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
         assert by_type(api, "HunyuanVideoSampler")["model"] == ["10", 0]
         assert text["after_encoding"] == "free" and text["llm_weights"] == "fp8_e4m3fn"
         assert (decode["tiling"], decode["tile_size"], decode["temporal_size"]) == ("manual", 256, 32)
+    elif name == "image_to_video":  # Comfy-Org's token-replace I2V file, the sample image, LLaVA's vision tower
+        assert loader["model_name"] == "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors"
+        assert by_type(api, "LoadImage") == {"image": "hunyuanvideo_i2v_sample.png"}
+        encode = by_type(api, "HunyuanVideoTextImageEncode")
+        assert (encode["vision_model"], encode["image_interleave"]) == ("llava_llama3_vision.safetensors", 4)
+        assert by_type(api, "HunyuanVideoImageToVideo")["stability"] is True
+        assert (FOLDER / "hunyuanvideo_i2v_sample.png").stat().st_size < 8192
     else:
         assert loader["model_name"].endswith(".gguf") and loader["weight_storage"] == "as_stored"
     if name == "lora":  # loader -> LoRA -> sampler, the LoRA as trained
@@ -100,8 +108,8 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
 def test_every_workflow_runs_headless_on_tiny_models(demo_models_dir, models_dir, tmp_path, name):
     comfy_env.configure(models_dir=demo_models_dir, output_dir=tmp_path)
     _, api = read(name)
-    set_inputs(api, demo_models.shrink_overrides(api, SMALL, steps=1), NODE_CLASS_MAPPINGS)
-    result = run_graph(api, NODE_CLASS_MAPPINGS, report=lambda line: None)
+    set_inputs(api, demo_models.shrink_overrides(api, SMALL, steps=1), CLASSES)
+    result = run_graph(api, CLASSES, report=lambda line: None)
     assert result.files == [tmp_path / "HunyuanVideo" / f"{name}_00001_.mp4"]
     with av.open(str(result.files[0])) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

@@ -2,7 +2,8 @@
 
 Both attend jointly over ``[video tokens, text tokens]`` (video first). Q/K are RMS-normalised per head,
 then only the video part is rotated by RoPE. Every block is called as
-``block(..., vec, rope, attn)`` with ``vec`` ``[B, C]`` the conditioning vector, ``rope`` the
+``block(..., vec, rope, attn)`` with ``vec`` ``[B, C]`` the conditioning vector (a
+:class:`~.token_replace.TokenReplaceVec` for token-replacement image-to-video), ``rope`` the
 ``(cos, sin)`` tables of the video tokens and ``attn`` the :class:`AttentionSpec`.
 """
 
@@ -15,8 +16,9 @@ import torch
 from torch import nn
 
 from ..attention import attention
-from .layers import MLP, ModulateDiT, RMSNorm, norm_modulate
+from .layers import MLP, ModulateDiT, RMSNorm
 from .rope import rotate_video_tokens_
+from .token_replace import FirstFrame, TokenReplaceVec, gated_add, modulate, split_vec
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,15 @@ class DoubleStreamBlock(nn.Module):
         self,
         img: torch.Tensor,
         txt: torch.Tensor,
-        vec: torch.Tensor,
+        vec: torch.Tensor | TokenReplaceVec,
         rope: tuple[torch.Tensor, torch.Tensor],
         attn: AttentionSpec,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        vec, first_vec, first_tokens = split_vec(vec)
         img_mod = self.img_mod(vec)
+        first = None if first_vec is None else (self.img_mod(first_vec), first_tokens)
         txt_mod = self.txt_mod(vec)
-        img_q, img_k, img_v = self._qkv("img", img, img_mod)
+        img_q, img_k, img_v = self._qkv("img", img, img_mod, first)
         img_q, img_k = rotate_video_tokens_(img_q, *rope), rotate_video_tokens_(img_k, *rope)
         boost = attn.enhance(img_q, img_k) if attn.enhance is not None else None
         txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod)
@@ -77,21 +81,27 @@ class DoubleStreamBlock(nn.Module):
         n_img = img.shape[1]
         if boost is not None:
             out[:, :n_img] *= boost.to(out.dtype)
-        img = self._residual("img", img, out[:, :n_img], img_mod)
+        img = self._residual("img", img, out[:, :n_img], img_mod, first)
         txt = self._residual("txt", txt, out[:, n_img:], txt_mod)
         return img, txt
 
-    def _qkv(self, stream: str, x: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        shift, scale = mod[0], mod[1]
-        q, k, v = split_heads(getattr(self, f"{stream}_attn_qkv")(norm_modulate(x, shift, scale)), self.heads)
+    def _qkv(
+        self, stream: str, x: torch.Tensor, mod: tuple[torch.Tensor, ...], first: FirstFrame = None
+    ) -> tuple[torch.Tensor, ...]:
+        q, k, v = split_heads(getattr(self, f"{stream}_attn_qkv")(modulate(x, mod, first, 0)), self.heads)
         return getattr(self, f"{stream}_attn_q_norm")(q), getattr(self, f"{stream}_attn_k_norm")(k), v
 
     def _residual(
-        self, stream: str, x: torch.Tensor, attn_out: torch.Tensor, mod: tuple[torch.Tensor, ...]
+        self,
+        stream: str,
+        x: torch.Tensor,
+        attn_out: torch.Tensor,
+        mod: tuple[torch.Tensor, ...],
+        first: FirstFrame = None,
     ) -> torch.Tensor:
-        _, _, gate_attn, shift, scale, gate_mlp = mod
-        x = x + getattr(self, f"{stream}_attn_proj")(attn_out) * gate_attn.unsqueeze(1)
-        return x + getattr(self, f"{stream}_mlp")(norm_modulate(x, shift, scale)) * gate_mlp.unsqueeze(1)
+        # mod: shift, scale, gate (attention), shift, scale, gate (MLP)
+        x = gated_add(x, getattr(self, f"{stream}_attn_proj")(attn_out), mod, first, 2)
+        return gated_add(x, getattr(self, f"{stream}_mlp")(modulate(x, mod, first, 3)), mod, first, 5)
 
 
 class SingleStreamBlock(nn.Module):
@@ -109,11 +119,17 @@ class SingleStreamBlock(nn.Module):
         self.modulation = ModulateDiT(hidden, 3, **factory)
 
     def forward(
-        self, x: torch.Tensor, vec: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attn: AttentionSpec
+        self,
+        x: torch.Tensor,
+        vec: torch.Tensor | TokenReplaceVec,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        attn: AttentionSpec,
     ) -> torch.Tensor:
-        shift, scale, gate = self.modulation(vec)
+        vec, first_vec, first_tokens = split_vec(vec)
+        mod = self.modulation(vec)  # shift, scale, gate
+        first = None if first_vec is None else (self.modulation(first_vec), first_tokens)
         c = self.hidden
-        fused = self.linear1(norm_modulate(x, shift, scale))  # b l (q k v mlp), the block's largest tensor
+        fused = self.linear1(modulate(x, mod, first, 0))  # b l (q k v mlp), the block's largest tensor
         q, k, v = split_heads(fused[..., : 3 * c], self.heads)
         q = rotate_video_tokens_(self.q_norm(q), *rope)
         k = rotate_video_tokens_(self.k_norm(k), *rope)
@@ -127,4 +143,4 @@ class SingleStreamBlock(nn.Module):
         torch.ops.aten.gelu_(fused[..., 3 * c :], approximate="tanh")
         fused[..., 2 * c : 3 * c] = out
         del out
-        return x + self.linear2(fused[..., 2 * c :]) * gate.unsqueeze(1)
+        return gated_add(x, self.linear2(fused[..., 2 * c :]), mod, first, 2)

@@ -11,6 +11,16 @@ from typing import Any
 HEAD_DIM = 128
 RELEASED_ROPE_DIMS = (16, 56, 56)
 
+# How a DiT takes the image of image-to-video (see :mod:`hunyuan_model.image_condition`):
+# "none" (text-to-video); "latent_concat" (HunyuanVideo-I2V's first release: noise | image latent | mask,
+# 2C+1 input channels); "token_replace" (its fixed release: C channels, the first latent frame is the image,
+# its tokens modulated with timestep 0); "skyreels_concat" (SkyReels-V1 I2V: noise | image latent, 2C).
+IMAGE_CONDITIONS = ("none", "latent_concat", "token_replace", "skyreels_concat")
+
+
+def _condition_channels(condition: str, out_channels: int) -> int:
+    return {"latent_concat": 2 * out_channels + 1, "skyreels_concat": 2 * out_channels}.get(condition, out_channels)
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -18,6 +28,7 @@ class DiTConfig:
 
     ``rope_dim_list`` splits each head's dimensions between the t, h and w axes and must sum to the
     head size; ``guidance_embed`` is True for the released guidance-distilled checkpoint.
+    ``image_condition`` is the image-to-video variant (one of :data:`IMAGE_CONDITIONS`).
     """
 
     hidden_size: int = 3072
@@ -34,8 +45,19 @@ class DiTConfig:
     guidance_embed: bool = True
     rope_dim_list: tuple[int, int, int] = RELEASED_ROPE_DIMS
     rope_theta: float = 256.0
+    image_condition: str = "none"
 
     def __post_init__(self) -> None:
+        if self.image_condition not in IMAGE_CONDITIONS:
+            raise ValueError(f"image_condition must be one of {IMAGE_CONDITIONS}, got {self.image_condition!r}.")
+        expected = _condition_channels(self.image_condition, self.out_channels)
+        if self.in_channels != expected:
+            c = self.out_channels
+            raise ValueError(
+                f"image_condition {self.image_condition!r} takes {expected} input channels for {c} output "
+                f"channels, not {self.in_channels} (known variants take {c}: text-to-video and HunyuanVideo-I2V's "
+                f"token-replace release, {2 * c + 1}: its latent-concat release, {2 * c}: SkyReels-V1 I2V)."
+            )
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}.")
         if sum(self.rope_dim_list) != self.head_dim or any(d % 2 for d in self.rope_dim_list):
@@ -52,6 +74,22 @@ class DiTConfig:
         """Output features per token: the channels of one (t, h, w) patch."""
         pt, ph, pw = self.patch_size
         return self.out_channels * pt * ph * pw
+
+    @property
+    def is_image_to_video(self) -> bool:
+        return self.image_condition != "none"
+
+    @property
+    def variant(self) -> str:
+        """What the weights make, for logs: the task, how an image enters and the embedded guidance."""
+        guidance = "with" if self.guidance_embed else "without"
+        what = {
+            "none": "text-to-video",
+            "latent_concat": "image-to-video, HunyuanVideo-I2V first release (latent concat: noise | image | mask)",
+            "token_replace": "image-to-video, HunyuanVideo-I2V fixed release (first-frame token replacement)",
+            "skyreels_concat": "image-to-video, SkyReels-V1 I2V (noise | image latent)",
+        }[self.image_condition]
+        return f"{what}; {self.in_channels} input channels, {guidance} the embedded-guidance input"
 
     @property
     def name(self) -> str:
@@ -96,7 +134,35 @@ class DiTConfig:
 NAMED_CONFIGS = {
     "HYVideo-T/2-cfgdistill": DiTConfig(),
     "HYVideo-T/2": DiTConfig(guidance_embed=False),
+    # Tencent-Hunyuan/HunyuanVideo-I2V runs both releases as HYVideo-T/2 (no guidance embedding):
+    # scripts/run_sample_image2video_stability.sh:6, hyvideo/inference.py:260-267 (in_channels 33 or 16).
+    "HunyuanVideo-I2V (token replace)": DiTConfig(guidance_embed=False, image_condition="token_replace"),
+    "HunyuanVideo-I2V (latent concat)": DiTConfig(
+        in_channels=33, guidance_embed=False, image_condition="latent_concat"
+    ),
+    # SkyworkAI/SkyReels-V1 passes embedded guidance (pipeline_skyreels_video.py:318-327): distilled layout.
+    "SkyReels-V1 I2V": DiTConfig(in_channels=32, image_condition="skyreels_concat"),
 }
+
+
+def infer_image_condition(in_channels: int, out_channels: int, guidance_embed: bool) -> str:
+    """The image-to-video variant a DiT's weights show; no variant adds or renames a tensor.
+
+    2C+1 input channels: HunyuanVideo-I2V's first release (latent concat with a mask channel,
+    Tencent-Hunyuan/HunyuanVideo-I2V hyvideo/inference.py:260-262). 2C: SkyReels-V1 I2V (SkyworkAI/SkyReels-V1
+    pipeline_skyreels_video.py:294-297, 349-353). C channels **without** a guidance embedding: the I2V fixed
+    release (token replace, inference.py:263-264, run as HYVideo-T/2); token replacement has no weights of its
+    own (diffusers transformer_hunyuan_video.py:197-287 reuses the blocks' modulation Linears), and Tencent
+    released no text-to-video DiT without the guidance embedding. C channels with it: text-to-video (also
+    SkyReels-V1's de-distilled T2V, which keeps the embedding and is run with guidance 1.0 and true CFG).
+    """
+    if in_channels == 2 * out_channels + 1:
+        return "latent_concat"
+    if in_channels == 2 * out_channels:
+        return "skyreels_concat"
+    if in_channels == out_channels and not guidance_embed:
+        return "token_replace"
+    return "none"
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -124,6 +190,8 @@ def _require(shapes: Mapping[str, tuple], key: str) -> tuple[int, ...]:
 
 def _infer(shapes: Mapping[str, tuple]) -> DiTConfig:
     hidden, in_channels, *patch = _require(shapes, "img_in.proj.weight")
+    out_channels = _require(shapes, "final_layer.linear.weight")[0] // (patch[0] * patch[1] * patch[2])
+    guidance_embed = "guidance_in.mlp.0.weight" in shapes
     head_dim = shapes.get("double_blocks.0.img_attn_q_norm.weight", shapes.get("single_blocks.0.q_norm.weight"))
     head_dim = head_dim[0] if head_dim else HEAD_DIM
     return DiTConfig(
@@ -134,12 +202,13 @@ def _infer(shapes: Mapping[str, tuple]) -> DiTConfig:
         refiner_blocks=_block_count(shapes, "txt_in.individual_token_refiner.blocks"),
         mlp_hidden=_mlp_hidden(shapes, hidden),
         in_channels=in_channels,
-        out_channels=_require(shapes, "final_layer.linear.weight")[0] // (patch[0] * patch[1] * patch[2]),
+        out_channels=out_channels,
         patch_size=tuple(patch),
         text_dim=_require(shapes, "txt_in.input_embedder.weight")[1],
         pooled_dim=_require(shapes, "vector_in.in_layer.weight")[1],
-        guidance_embed="guidance_in.mlp.0.weight" in shapes,
+        guidance_embed=guidance_embed,
         rope_dim_list=scaled_rope_dims(head_dim),
+        image_condition=infer_image_condition(in_channels, out_channels, guidance_embed),
     )
 
 

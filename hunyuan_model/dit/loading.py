@@ -102,7 +102,13 @@ class TransformerFile:
         else:
             model = HunyuanVideoTransformer(self.config, dtype=base_dtype, device="meta", attention=attention)
         load_weights(model, self.reader, storage, device, progress)
-        log.info("HunyuanVideo DiT loaded from %s, weights %s, %s", self.description, storage.value, base_dtype)
+        log.info(
+            "HunyuanVideo DiT loaded from %s, weights %s, %s: %s",
+            self.description,
+            storage.value,
+            base_dtype,
+            self.config.variant,
+        )
         return model.eval()
 
 
@@ -170,7 +176,6 @@ def load_transformer(
 def _refuse_other_models(reader: CheckpointReader) -> None:
     shapes = {key: info.shape for key, info in reader.infos().items()}
     kind = identify(shapes, reader.prefix)
-    # Image-to-video DiTs are refused once their config is known, with their channel counts.
     if kind not in (None, ModelKind.HUNYUAN_DIT, ModelKind.HUNYUAN_DIT_I2V):
         raise wrong_model(
             reader.describe(),
@@ -203,10 +208,9 @@ def _require_unscaled_fp8(reader: CheckpointReader, scale_map: Path) -> None:
 
 
 def _refuse_other_latents(reader: CheckpointReader, config: DiTConfig) -> None:
-    if config.in_channels != LATENT_CHANNELS or config.out_channels != LATENT_CHANNELS:
+    if config.out_channels != LATENT_CHANNELS:
         raise WrongModelError(
-            f"{reader.describe()} is a HunyuanVideo-style transformer that takes {config.in_channels} latent channels "
-            f"and makes {config.out_channels} (image-to-video variants such as Tencent's I2V or SkyReels take 32 or "
-            f"33); this pack makes text-to-video from {LATENT_CHANNELS}-channel latents. Pick the text-to-video "
-            "transformer."
+            f"{reader.describe()} is a HunyuanVideo-style transformer that makes {config.out_channels}-channel "
+            f"latents; HunyuanVideo (1.0) and its image-to-video variants make {LATENT_CHANNELS}. Pick a "
+            "HunyuanVideo, HunyuanVideo-I2V or SkyReels-V1 transformer."
         )

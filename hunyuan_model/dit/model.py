@@ -21,6 +21,7 @@ from .embeddings import MLPEmbedder, PatchEmbed, TimestepEmbedder, embedded_guid
 from .layers import FinalLayer
 from .rope import RopeCache
 from .token_refiner import SingleTokenRefiner
+from .token_replace import TokenReplaceVec
 
 Runner = Callable[..., Any]
 
@@ -151,29 +152,48 @@ class HunyuanVideoTransformer(nn.Module):
         timestep = torch.as_tensor(timestep, dtype=torch.float32, device=device).reshape(-1).expand(b)
         text_states, text_mask = drop_padding(text_states.to(device), text_mask)
 
-        vec = run("time_in", self.time_in, timestep, dtype)
-        vec = vec + run("vector_in", self.vector_in, pooled_text.to(device, dtype))
-        if self.guidance_in is not None:
-            vec = vec + run("guidance_in", self.guidance_in, embedded_guidance(guidance, b, device), dtype)
+        pt, ph, pw = self.config.patch_size
+        grid = (t // pt, h // ph, w // pw)
+        vec, block_vec = self._conditioning(timestep, pooled_text, guidance, grid)
 
         txt = run("txt_in", self.txt_in, text_states, timestep, AttentionSpec(self.attention_backend, text_mask), dtype)
         del text_states
         img = run("img_in", self.img_in, latents.to(dtype))
-        pt, ph, pw = self.config.patch_size
-        grid = (t // pt, h // ph, w // pw)
         rope = self._rope.get(grid, device)
         attn = AttentionSpec(self.attention_backend, _joint_mask(text_mask, img.shape[1]))
 
         for i, block in enumerate(self.double_blocks):
-            img, txt = run(f"double_blocks.{i}", block, img, txt, vec, rope, attn)
+            img, txt = run(f"double_blocks.{i}", block, img, txt, block_vec, rope, attn)
         x = torch.cat((img, txt), dim=1)
         n_img = img.shape[1]
         del img, txt
         for i, block in enumerate(self.single_blocks):
-            x = run(f"single_blocks.{i}", block, x, vec, rope, attn)
+            x = run(f"single_blocks.{i}", block, x, block_vec, rope, attn)
         out = run("final_layer", self.final_layer, x[:, :n_img], vec)
         del x
         return unpatchify(out, grid, self.config.patch_size)
+
+    def _conditioning(
+        self,
+        timestep: torch.Tensor,
+        pooled_text: torch.Tensor,
+        guidance: torch.Tensor | float | None,
+        grid: tuple[int, int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor | TokenReplaceVec]:
+        """``vec`` [B, C] (the final layer's) and what the blocks get: ``vec``, or for token replacement
+        also the first frame's ``time_in(0) + vector_in`` (Tencent's order: (t + clip) + guidance)."""
+        b, device, dtype, run = timestep.shape[0], timestep.device, self.compute_dtype, self.runner
+        replace = self.config.image_condition == "token_replace"
+        # One time_in call embeds the step's timestep and, for token replacement, timestep 0.
+        times = torch.cat((timestep, torch.zeros_like(timestep))) if replace else timestep
+        embedded = run("time_in", self.time_in, times, dtype)
+        pooled = run("vector_in", self.vector_in, pooled_text.to(device, dtype))
+        vec = embedded[:b] + pooled
+        if self.guidance_in is not None:
+            vec = vec + run("guidance_in", self.guidance_in, embedded_guidance(guidance, b, device), dtype)
+        if not replace:
+            return vec, vec
+        return vec, TokenReplaceVec(vec, embedded[b:] + pooled, tokens=grid[1] * grid[2])
 
     def _check_inputs(
         self,

@@ -18,8 +18,10 @@ from ..dit.model import HunyuanVideoTransformer
 from ..extras.extend import HeldFrames
 from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
+from ..image_condition import ImageCondition
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback, euler_sample
+from .image_to_video import ImageConditionedVelocity, check_image_condition, image_to_video_start
 from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas, timesteps
 from .velocity import GuidedVelocity
@@ -49,7 +51,9 @@ class SamplerSettings:
         return self.sigmas if self.sigmas is not None else flow_sigmas(self.steps, self.shift, self.denoise)
 
 
-def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Tensor) -> DiTConfig:
+def check_inputs(
+    handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Tensor, image: ImageCondition | None = None
+) -> DiTConfig:
     """Refuse, before any work, inputs the model cannot use; returns the model's config."""
     config = _loaded_config(handle)
     if not isinstance(embeds, TextEmbeds):
@@ -62,10 +66,10 @@ def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Te
                 f"CLIP vector, but this model expects {config.text_dim} and {config.pooled_dim}. Encode it with "
                 "HunyuanVideo's text encoders (LLaVA-Llama-3-8B + CLIP-L) for this model."
             )
-    if not isinstance(latent, torch.Tensor) or latent.ndim != 5 or latent.shape[1] != config.in_channels:
+    if not isinstance(latent, torch.Tensor) or latent.ndim != 5 or latent.shape[1] != config.out_channels:
         found = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
         raise ValueError(
-            f"the latent must be a video latent [batch, {config.in_channels}, frames, height, width], got {found}. "
+            f"the latent must be a video latent [batch, {config.out_channels}, frames, height, width], got {found}. "
             "Use HunyuanVideo Empty Latent (or EmptyHunyuanLatentVideo), or a video encoded with HunyuanVideo's VAE; "
             "image latents of other models (4 or 16 channels without a frame axis) do not fit."
         )
@@ -83,6 +87,7 @@ def check_inputs(handle: TransformerHandle, embeds: TextEmbeds, latent: torch.Te
                 f"the {name} embeds hold {prompt.text_states.shape[0]} prompts but the latent holds "
                 f"{latent.shape[0]} videos: use one prompt for all, or exactly one per video."
             )
+    check_image_condition(config, image, latent)
     return config
 
 
@@ -127,6 +132,7 @@ def sample(
     batch_cfg: bool = True,
     offload_after: bool = False,
     on_step: StepCallback | None = None,
+    image: ImageCondition | None = None,
     hold_frames: int = 0,
     between_modules: Callable[[], None] | None = None,
 ) -> torch.Tensor:
@@ -140,12 +146,13 @@ def sample(
     prompts in one forward. The handle's ``options`` (RIFLEx, context windows, ...) apply, see
     :mod:`hunyuan_model.extras`. ``hold_frames`` keeps the first frames of ``latent`` on their noising
     path, so they end as they came in (extending a video: :mod:`hunyuan_model.extras.extend`).
-    ``between_modules()`` runs before each top-level module of every forward (through the model's
-    runner, around whatever runner the placement installed) and may raise to cancel: one step of a
-    large video can take minutes.
+    ``image``: the first frame for image-to-video DiTs (required by them, refused by text-to-video ones;
+    see :mod:`.image_to_video`). ``between_modules()`` runs before each top-level module of every forward
+    (through the model's runner, around whatever runner the placement installed) and may raise to
+    cancel: one step of a large video can take minutes.
     """
     settings = settings or SamplerSettings()
-    check_inputs(handle, embeds, latent)
+    config = check_inputs(handle, embeds, latent, image)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
     with (
@@ -157,9 +164,13 @@ def sample(
         noise = noise.to(device)
         x = add_noise(clean, noise, sigmas[0])
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
+        if image is not None:
+            x, image_latent = image_to_video_start(config, image, x, noise, float(sigmas[0]))
         with applied(handle.options, model, velocity, timesteps(sigmas)) as velocity:
             if hold_frames:
                 velocity = HeldFrames(velocity, clean[:, :, :hold_frames], noise[:, :, :hold_frames])
+            if image is not None:
+                velocity = ImageConditionedVelocity(velocity, config, image_latent, latent.shape[2])
             del clean, noise
             x = euler_sample(velocity, x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()

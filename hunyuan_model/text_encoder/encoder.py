@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..conditioning import PromptEmbeds, TextEmbeds
+from .image_prompt import END_HEADER, IMAGE_TOKEN, encode_with_image_tokens
 from .loading import LlmWeights, load_clip, load_llm, module_bytes
-from .templates import CLIP_TOKENS, MAX_PROMPT_TOKENS, VIDEO, PromptTemplate, crop_start, sequence_length
+from .templates import CLIP_TOKENS, MAX_PROMPT_TOKENS, VIDEO, VIDEO_I2V, PromptTemplate, crop_start, sequence_length
 from .tokenizers import check_tokenizer, find_tokenizer, load_tokenizer
 
 log = logging.getLogger("HunyuanVideo")
@@ -126,18 +127,69 @@ class HunyuanTextEncoder:
         prompt: str,
         negative_prompt: str | None = None,
         cfg_scale: float = 1.0,
+        image_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
         **options,
     ) -> TextEmbeds:
         """The sampler's conditioning. The negative prompt (empty when not given) is encoded only
-        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`.
+        for true CFG, ``cfg_scale`` > 1; ``options`` go to :meth:`encode`, or with ``image_tokens``
+        (the image's and a black image's, pipeline_hunyuan_video.py:403-404) to :meth:`encode_with_image`.
 
         Tencent's ``sample_video.py`` replaces an empty negative prompt with its own ("Aerial view,
         aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth,
         bad eyes, bad limbs, distortion"); here empty stays empty, as in diffusers and ComfyUI.
         """
+        if image_tokens is not None:  # image-to-video: the negative prompt reads a black image, as Tencent's
+            positive = self.encode_with_image(prompt, image_tokens[0], **options)
+            negative = (
+                self.encode_with_image(negative_prompt or "", image_tokens[1], **options) if cfg_scale > 1.0 else None
+            )
+            return TextEmbeds(positive=positive, negative=negative, cfg_scale=cfg_scale)
         positive = self.encode(prompt, **options)
         negative = self.encode(negative_prompt or "", **options) if cfg_scale > 1.0 else None
         return TextEmbeds(positive=positive, negative=negative, cfg_scale=cfg_scale)
+
+    # --- image-to-video (HunyuanVideo-I2V): the prompt read with the image's tokens (see .image_prompt) ---
+    @torch.no_grad()
+    def encode_with_image(
+        self,
+        prompts: str | Sequence[str],
+        image_tokens: torch.Tensor,
+        template: PromptTemplate = VIDEO_I2V,
+        interleave: int = 2,
+        hidden_state_skip_layer: int = 2,
+        apply_final_norm: bool = False,
+        max_prompt_tokens: int = MAX_PROMPT_TOKENS,
+    ) -> PromptEmbeds:
+        """Encode prompts with ``image_tokens`` [1 or B, 576, D] (:class:`.vision.LlavaVision`'s output).
+
+        ``text_states`` [B, 576 / interleave + max_prompt_tokens - 4, D]: the image's states, then the
+        prompt's. ``interleave`` 1-5 keeps every n-th image state (2: HunyuanVideo-I2V's first release,
+        4: its fixed release). CLIP reads the prompt alone, as for text-to-video.
+        """
+        if not 0 <= hidden_state_skip_layer < self._llm_layers or not 1 <= interleave <= 5:
+            raise ValueError(
+                f"hidden_state_skip_layer must be 0..{self._llm_layers - 1} and interleave 1..5, got "
+                f"{hidden_state_skip_layer} and {interleave}."
+            )
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = [prompt.strip() for prompt in prompts]
+        self.load()
+        tokenizer = self.llm_tokenizer
+        crop = crop_start(tokenizer, template)
+        texts = [template.format(prompt) for prompt in prompts]
+        tokens = tokenizer(
+            texts, max_length=max_prompt_tokens + crop, padding="max_length", truncation=True, return_tensors="pt"
+        )
+        token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (IMAGE_TOKEN, END_HEADER)}
+        image_tokens = image_tokens.to(self._device).expand(len(prompts), -1, -1)
+        ids, mask = tokens.input_ids.to(self._device), tokens.attention_mask.to(self._device)
+        states, mask = encode_with_image_tokens(
+            self.llm, ids, mask, image_tokens, token_ids, crop, hidden_state_skip_layer, apply_final_norm, interleave
+        )
+        pooled = self._encode_clip(prompts)
+        return PromptEmbeds(text_states=states.cpu(), text_mask=mask.cpu(), pooled=pooled.cpu())
+
+    # --- end of image-to-video ---
 
     def _encode_llm(
         self, prompts: list[str], template: PromptTemplate, skip: int, final_norm: bool, max_prompt_tokens: int

@@ -58,6 +58,22 @@ IMAGE = PromptTemplate(
 )
 TEMPLATES = {template.name: template for template in (VIDEO, IMAGE)}
 
+# --- image-to-video (HunyuanVideo-I2V): the image's tokens replace <image>; the crop is in .image_prompt ---
+_ASSISTANT = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+# Tencent-Hunyuan/HunyuanVideo-I2V hyvideo/constants.py PROMPT_TEMPLATE_ENCODE_VIDEO_I2V (crop_start 103).
+VIDEO_I2V = PromptTemplate(
+    "video_i2v",
+    _SYSTEM + "<image>\nDescribe the video by detailing the following aspects according to the reference image: "
+    "1. The main content and theme of the video."
+    "2. The color, shape, size, texture, quantity, text, and spatial relationships of the objects."
+    "3. Actions, events, behaviors temporal relationships, physical movement changes of the objects."
+    "4. background environment, light, style and atmosphere."
+    "5. camera angles, movements, and transitions used in the video:<|eot_id|>\n\n"
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>" + _ASSISTANT,
+)
+# Tencent's image-mode I2V template is unused: its text encoder refuses image mode with an image
+# (hyvideo/text_encoder/__init__.py:393-443 handles "video" only).
+
 
 def template_named(name: str, custom_text: str = "") -> PromptTemplate:
     """``video``, ``image`` or ``custom`` (then ``custom_text`` is the template)."""

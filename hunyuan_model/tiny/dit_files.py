@@ -139,6 +139,8 @@ def _diffusers_config(state: StateDict) -> dict:
         "pooled_projection_dim": c.pooled_dim,
         "rope_theta": c.rope_theta,
         "rope_axes_dim": list(c.rope_dim_list),
+        # SkyReels' I2V is the plain transformer with 32 input channels (diffusers has no name for it).
+        "image_condition_type": c.image_condition if c.image_condition in ("latent_concat", "token_replace") else None,
     }
 
 

@@ -125,7 +125,7 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
 def write_byte_tokenizer(folder: str | Path, kind: Literal["llm", "clip"]) -> Path:
     """A stand-in tokenizer with one token per byte and the model's special tokens, for the demo.
 
-    ``llm``: Llama-3's chat tokens and LLaVA's ``<pad>``, a BOS in front, as Llama-3's tokenizer
+    ``llm``: Llama-3's chat tokens and LLaVA's ``<pad>`` and ``<image>``, a BOS in front, as Llama-3's tokenizer
     does. ``clip``: ``<|startoftext|>`` and ``<|endoftext|>`` around the text, the latter with the
     highest id, where CLIP pools. The ids fit the tiny models' full-size embeddings; the text
     encoders read these prompts as they read real ones, but the ids mean nothing to a real model.
@@ -140,7 +140,7 @@ def write_byte_tokenizer(folder: str | Path, kind: Literal["llm", "clip"]) -> Pa
     tokenizer.decoder = decoders.ByteLevel()
     if kind == "llm":
         special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<pad>"}
-        added = [*_LLAMA3_SPECIAL[:10], "<pad>"]
+        added = [*_LLAMA3_SPECIAL[:10], "<pad>", "<image>"]  # <image>: HunyuanVideo-I2V's template
         single = "<|begin_of_text|> $A"
     else:
         special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
