@@ -1,4 +1,4 @@
-"""Text-to-video and video-to-video sampling: inputs checked, noise seeded, the Euler loop run through a handle.
+"""Text-to-video and video-to-video sampling: inputs checked, noise seeded, the solver run through a handle.
 
 Latents come in and go out as **raw VAE latents** (what ComfyUI's LATENT holds); the DiT works in
 model space, ``raw * VAE_SCALING_FACTOR``. The conversion happens here and nowhere else.
@@ -15,9 +15,10 @@ from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
 from ..handle import TransformerHandle
 from ..latent import VAE_SCALING_FACTOR
-from .euler import StepCallback, euler_sample
+from .euler import StepCallback
 from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
+from .solvers import check_solver, solve
 from .velocity import GuidedVelocity
 
 
@@ -25,16 +26,20 @@ from .velocity import GuidedVelocity
 class SamplerSettings:
     """How to sample. ``sigmas`` (custom noise levels, steps + 1 values from at most 1 down towards 0)
     replace the schedule made from ``steps``, ``shift`` and ``denoise``. ``guidance`` is the embedded
-    guidance scale of distilled models (ignored by models without a guidance embedding)."""
+    guidance scale of distilled models (ignored by models without a guidance embedding). ``solver`` follows
+    the flow: ``euler`` (Tencent's), ``dpmpp_2m`` or ``unipc`` (second-order multistep, one model call per step
+    too; see :mod:`.multistep`)."""
 
     steps: int = 30
     shift: float = 7.0
     guidance: float = 6.0
     denoise: float = 1.0
     sigmas: torch.Tensor | None = None
+    solver: str = "euler"
 
     def __post_init__(self) -> None:
         check_schedule_settings(self.steps, self.shift, self.denoise)
+        check_solver(self.solver)
         if not self.guidance >= 0:
             raise ValueError(f"embedded guidance must be 0 or more (6.0 is the default), got {self.guidance}.")
         if self.sigmas is not None:
@@ -128,5 +133,5 @@ def sample(
         x = add_noise(clean, noise.to(device), sigmas[0])
         del clean
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
-        x = euler_sample(velocity, x, sigmas, on_step)
+        x = solve(settings.solver, velocity, x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
