@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -58,7 +58,9 @@ class WholeModel:
 class TransformerHandle:
     """A DiT ready to sample with: the model, its devices and its placement.
 
-    ``description`` says what was loaded (file and format) for logs and errors.
+    ``description`` says what was loaded (file and format) for logs and errors. ``step_cache``
+    (a :class:`~.step_cache.StepCache`) and ``compile`` (a :class:`~.compile_blocks.BlockCompile`) wrap the model's
+    runner while the sampler runs (:mod:`.sampling.hooks`); None leaves the model as it is.
     """
 
     model: HunyuanVideoTransformer
@@ -67,6 +69,8 @@ class TransformerHandle:
     placement: Placement = field(default_factory=WholeModel)
     description: str = ""
     after_run: Callable[[TransformerHandle], None] | None = field(default=None, repr=False, compare=False)
+    step_cache: Any = None
+    compile: Any = None
 
     @contextlib.contextmanager
     def running(self, latent_shape: tuple[int, ...], offload_after: bool = False) -> Iterator[HunyuanVideoTransformer]:

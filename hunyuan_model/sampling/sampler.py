@@ -16,6 +16,7 @@ from ..dit.config import DiTConfig
 from ..handle import TransformerHandle
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback
+from .hooks import model_hooks
 from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
 from .solvers import check_solver, solve
@@ -121,7 +122,7 @@ def sample(
     follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
     only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
     ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
-    prompts in one forward.
+    prompts in one forward. The handle's ``step_cache`` and ``compile`` wrap the model for this run only.
     """
     settings = settings or SamplerSettings()
     check_inputs(handle, embeds, latent)
@@ -133,5 +134,6 @@ def sample(
         x = add_noise(clean, noise.to(device), sigmas[0])
         del clean
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
-        x = solve(settings.solver, velocity, x, sigmas, on_step)
+        with model_hooks(handle, model, len(sigmas) - 1, tuple(latent.shape)) as hooked:
+            x = solve(settings.solver, hooked(velocity), x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
