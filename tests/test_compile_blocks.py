@@ -107,3 +107,14 @@ def test_inductor_compiled_blocks_agree_with_eager(embeds):
     if compiled.unavailable:
         pytest.skip(f"inductor is not available here: {compiled.unavailable}")
     assert ((out - expected).abs().max() / expected.abs().max()).item() < INDUCTOR_TOLERANCE
+
+
+def test_compile_node_sets_block_compile_on_a_new_handle():
+    from hunyuanvideo_pack.nodes.compile_blocks import HunyuanVideoCompile
+
+    handle = TransformerHandle(tiny_model("fp32"), CPU, CPU)
+    (out,) = HunyuanVideoCompile().configure(handle, "max-autotune-no-cudagraphs", True)
+    assert out.model is handle.model and handle.compile is None
+    assert (out.compile.mode, out.compile.dynamic) == ("max-autotune-no-cudagraphs", True)
+    with pytest.raises(ValueError, match="compile mode must be one of"):
+        HunyuanVideoCompile().configure(handle, "reduce-overhead", False)

@@ -312,3 +312,12 @@ def test_step_cache_node_sets_the_method_defaults_on_a_new_handle(model):
     assert (out.step_cache.threshold, out.step_cache.start, out.step_cache.end) == (0.1, 0.3, 0.9)
     with pytest.raises(ValueError, match="0 <= start <= end <= 1"):
         HunyuanVideoStepCache().configure(handle, "teacache", 0.1, 0.8, 0.5)
+
+
+def test_a_batch_shares_the_decisions_and_each_video_reuses_its_own_residual(model, embeds):
+    """MagCache's decisions depend only on the step, so video 1 of a batch of 2 is the video seed + 1 makes alone
+    (up to the float rounding of a batched forward)."""
+    settings = SamplerSettings(steps=STEPS)
+    batch = sample(cached(model, StepCache("magcache")), embeds, torch.zeros(2, *SHAPE[1:]), 5, settings)
+    alone = sample(cached(model, StepCache("magcache")), embeds, torch.zeros(SHAPE), 6, settings)
+    assert ((batch[1:] - alone).abs().max() / alone.abs().max()).item() < 1e-5
