@@ -321,3 +321,9 @@ def test_a_batch_shares_the_decisions_and_each_video_reuses_its_own_residual(mod
     batch = sample(cached(model, StepCache("magcache")), embeds, torch.zeros(2, *SHAPE[1:]), 5, settings)
     alone = sample(cached(model, StepCache("magcache")), embeds, torch.zeros(SHAPE), 6, settings)
     assert ((batch[1:] - alone).abs().max() / alone.abs().max()).item() < 1e-5
+
+
+def test_a_window_from_the_first_step_still_computes_before_it_reuses(model, embeds):
+    cache = StepCache("magcache", start=0.0)
+    run(cached(model, cache), embeds)
+    assert cache.last_run.decisions[0] == (0, 0, True) and cache.last_run.reused > 0

@@ -134,7 +134,8 @@ class StepCacheSession:
 
     def _first_block(self, inner: Runner, name: str, module: nn.Module, args: tuple) -> Any:
         branch, step = self._branch(), max(self.step, 0)
-        forced = step not in self.window
+        # nothing to reuse yet (a window from step 0, a new CFG branch): compute
+        forced = step not in self.window or branch.residual is None
         img, vec = args[0], args[2]
         if self.cache.method == "first_block":
             out = inner(name, module, *args)
