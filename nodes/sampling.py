@@ -136,7 +136,7 @@ class HunyuanVideoSampler:
                         "default": "euler",
                         "tooltip": "How each step follows the model: euler is Tencent's sampler. dpmpp_2m (DPM-Solver++ "
                         "2M) and unipc are second-order multistep solvers at the same cost per step that reuse the "
-                        "previous step's prediction, so fewer steps (20-25) can give what euler gives at 30.",
+                        "previous step's prediction; try them at fewer steps than euler (e.g. 20 instead of 30).",
                     },
                 ),
             },
