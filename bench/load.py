@@ -1,7 +1,7 @@
 """Peak memory and time of loading a >= 2 GB checkpoint in each file format and weight storage.
 
 Writes synthetic HunyuanVideo checkpoints (the released widths, 3072 hidden; all top-level modules
-plus ``--double``/``--single`` blocks) in the real layouts (``hunyuan_model.dit.tiny`` writers;
+plus ``--double``/``--single`` blocks) in the real layouts (``hunyuan_model.tiny.dit_files`` writers;
 GGUF files get random valid blocks, since gguf-py cannot quantize to K types), then loads each with
 ``load_transformer`` in a fresh subprocess, reads every weight byte once (what a forward pass or a
 copy to the GPU does to memory-mapped weights) and prints the peak RSS the load added divided by
@@ -43,7 +43,7 @@ def bf16_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 
 def write_files(folder: Path, double: int, single: int) -> dict[str, Path]:
-    from hunyuanvideo_pack.hunyuan_model.dit import tiny
+    from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as tiny
 
     folder.mkdir(parents=True, exist_ok=True)
     names = ("bf16.safetensors", "bf16.pt", "fp8.pt", "scaled_fp8.safetensors", "fp8_e4m3fn.safetensors")

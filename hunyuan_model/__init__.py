@@ -16,7 +16,7 @@ from .dit import (
     open_transformer,
     tencent_to_diffusers,
 )
-from .handle import TransformerHandle, WholeModel
+from .handle import PlacedModel, Placement, ReloadEachRun, TransformerHandle, WholeModel
 from .identify import ModelKind, identify
 from .latent import (
     LATENT_CHANNELS,
@@ -26,7 +26,7 @@ from .latent import (
     latent_frames,
     video_frames,
 )
-from .offload import BlockSwap, plan_block_swap
+from .offload import BlockSwap, ModelSizes, Workload, plan_block_swap
 from .quant import WeightStorage, keeps_base_precision
 from .sampling import SamplerSettings, flow_sigmas, sample, seeded_noise
 from .step_cache import StepCache
@@ -50,6 +50,10 @@ __all__ = [
     "HunyuanTextEncoder",
     "HunyuanVideoTransformer",
     "ModelKind",
+    "ModelSizes",
+    "PlacedModel",
+    "Placement",
+    "ReloadEachRun",
     "StepCache",
     "Tiling",
     "TransformerFile",
@@ -58,6 +62,7 @@ __all__ = [
     "VAEOutOfMemoryError",
     "VideoGeometry",
     "WholeModel",
+    "Workload",
     "WeightStorage",
     "auto_tiling",
     "diffusers_to_tencent",

@@ -5,7 +5,7 @@ of the same names, each in the format its name implies (Comfy-Org's bf16 safeten
 plain-cast FP8, city96's GGUF, ComfyUI's single-file text encoders, the VAE), holding a few MB of
 random weights. Every node then runs its real code path on them, on the CPU, in seconds; the
 video they make is noise. The text encoders get byte-level stand-in tokenizers beside them
-(:func:`..hunyuan_model.text_encoder.tiny.write_byte_tokenizer`), so that no test-only package is needed.
+(:func:`..hunyuan_model.tiny.text_encoder_files.write_byte_tokenizer`), so that no test-only package is needed.
 
 :func:`demo_plan` tells the headless runner when to use them: when none of the model files a
 workflow names exist, and all of them are files this module can write.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ..hunyuan_model.dit import tiny as dit_tiny
-from ..hunyuan_model.text_encoder import tiny as text_tiny
-from ..hunyuan_model.vae import CausalVideoVAE, VAEConfig
+from ..hunyuan_model.tiny import dit_files as dit_tiny
+from ..hunyuan_model.tiny import text_encoder_files as text_tiny
+from ..hunyuan_model.tiny import vae_files
 from . import comfy_env
 from .workflow_format import is_link
 
@@ -73,12 +73,7 @@ def _write_clip(weights: _Weights, path: Path) -> None:
 
 
 def _write_vae(weights: _Weights, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    torch.manual_seed(weights.seed + 3)
-    vae = CausalVideoVAE(VAEConfig.tiny())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.bfloat16().contiguous() for key, value in vae.state_dict().items()}, str(path))
+    vae_files.write_vae(vae_files.random_vae(seed=weights.seed + 3), path)
 
 
 # (folder kind, file name) -> writer, in the format the name stands for.

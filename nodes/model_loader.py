@@ -7,7 +7,7 @@ import torch
 from ..hunyuan_model.attention import ATTENTION_BACKENDS
 from ..hunyuan_model.dit import open_transformer
 from ..hunyuan_model.handle import TransformerHandle
-from ..hunyuan_model.quant import WeightStorage, require_scaled_mm
+from ..hunyuan_model.quant import DIT_STORAGE, WeightStorage, require_scaled_mm
 from . import comfy_env
 from .types import MODEL
 
@@ -61,7 +61,7 @@ class HunyuanVideoModelLoader:
                     },
                 ),
                 "weight_storage": (
-                    [storage.value for storage in WeightStorage],
+                    list(DIT_STORAGE.names),
                     {
                         "default": WeightStorage.AS_STORED.value,
                         "tooltip": "How the block weights are held: as_stored = as the file has them (bf16: 26 GB, "
@@ -120,7 +120,7 @@ class HunyuanVideoModelLoader:
     def load(self, model_name, weight_storage, base_precision, attention, load_device, scale_map=AUTO):
         path = comfy_env.resolve_model("diffusion_models", model_name)
         explicit_map = None if scale_map in (AUTO, None, "") else comfy_env.resolve_model("diffusion_models", scale_map)
-        storage, base_dtype = WeightStorage(weight_storage), PRECISIONS[base_precision]
+        storage, base_dtype = DIT_STORAGE.pick(weight_storage), PRECISIONS[base_precision]
         compute, offload = comfy_env.compute_device(), comfy_env.offload_device()
         if storage is WeightStorage.FP8_E4M3FN_FAST:
             require_scaled_mm(compute)  # checked where it will run, before reading anything

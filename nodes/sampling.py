@@ -7,7 +7,8 @@ import logging
 import torch
 
 from ..hunyuan_model.conditioning import TextEmbeds
-from ..hunyuan_model.handle import TransformerHandle, resident_bytes
+from ..hunyuan_model.extras import forward_shape
+from ..hunyuan_model.handle import TransformerHandle
 from ..hunyuan_model.offload.memory_plan import ModelSizes, Workload, activation_bytes, materializes_scores
 from ..hunyuan_model.sampling import SOLVER_NAMES, SamplerSettings, check_inputs, sample
 from . import comfy_env
@@ -162,7 +163,7 @@ class HunyuanVideoSampler:
         )
         check_inputs(model, embeds, samples)
         _explain_settings(settings, samples)
-        batch_cfg = _make_room(model, embeds, tuple(samples.shape))
+        batch_cfg = _make_room(model, embeds, forward_shape(model.options, samples.shape))
         total = len(settings.schedule()) - 1
         with comfy_env.Progress(total, "HunyuanVideo sampling") as progress:
             try:
@@ -211,7 +212,6 @@ def _make_room(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, 
     """Ask the host to free memory for the weights still to arrive and one step's activations; returns
     whether true CFG's two prompts fit in one batched forward."""
     device = handle.compute_device
-    weights = handle.placement.device_bytes(handle.model, shape) - resident_bytes(handle.model, device)
     tokens = max(p.text_states.shape[1] for p in (embeds.positive, embeds.negative) if p is not None)
     forward_batch = shape[0] * (2 if embeds.uses_cfg else 1)
     workload = Workload(
@@ -220,8 +220,8 @@ def _make_room(handle: TransformerHandle, embeds: TextEmbeds, shape: tuple[int, 
         dtype=handle.model.compute_dtype,
         scores=materializes_scores(handle.model.attention_backend, device),
     )
-    needed = max(weights, 0) + activation_bytes(ModelSizes.of(handle.model), workload)
-    comfy_env.make_room(needed, device)
+    needed = handle.device_bytes(shape) + activation_bytes(ModelSizes.of(handle.model), workload)
+    comfy_env.make_room(needed, device, keep=handle)
     if not embeds.uses_cfg:
         return False
     batched = comfy_env.free_memory(device) >= needed

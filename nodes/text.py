@@ -4,11 +4,11 @@ ComfyUI's own HunyuanVideo conditioning instead."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 
 from ..hunyuan_model.conditioning import TextEmbeds
+from ..hunyuan_model.handle import PlacedModel, ReloadEachRun, WholeModel
 from ..hunyuan_model.text_encoder import LLM_WEIGHTS, TEMPLATES, VIDEO, HunyuanTextEncoder, load_text_encoder
 from ..hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
 from ..hunyuan_model.text_encoder.native import embeds_from_conditioning
@@ -21,7 +21,7 @@ log = logging.getLogger("HunyuanVideo")
 
 CATEGORY = "HunyuanVideo/text"
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-MODEL_EXTENSIONS = (".safetensors", ".sft")
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 
 
 class TextEncoderOutOfMemoryError(torch.cuda.OutOfMemoryError):
@@ -29,13 +29,12 @@ class TextEncoderOutOfMemoryError(torch.cuda.OutOfMemoryError):
     handles it as one (it unloads its models after an OOM)."""
 
 
-@dataclass
-class TextEncoderHandle:
-    """What travels on a TEXT_ENCODER socket: the encoder and where and how it runs."""
-
-    encoder: HunyuanTextEncoder
-    run_on: str  # "gpu" (ComfyUI's compute device) or "cpu"
-    after: str  # "offload" or "free"
+def text_encoder_handle(encoder: HunyuanTextEncoder, device: str, after_encoding: str) -> PlacedModel:
+    """What travels on a TEXT_ENCODER socket: the encoder placed on the host, running on ``device`` ("gpu":
+    the host's compute device, or "cpu"), offloaded or dropped after each prompt (``after_encoding``)."""
+    compute = comfy_env.compute_device() if device == "gpu" else torch.device("cpu")
+    placement = ReloadEachRun() if after_encoding == "free" else WholeModel()
+    return comfy_env.place(encoder, compute, placement)
 
 
 def _text_encoder_names() -> list[str]:
@@ -147,7 +146,7 @@ class HunyuanVideoTextEncoderLoader:
             clip_tokenizer_dirs=[d for d in (shipped["clip"],) if d is not None],
             nf4_device=comfy_env.compute_device(),
         )
-        return (TextEncoderHandle(encoder=encoder, run_on=device, after=after_encoding),)
+        return (text_encoder_handle(encoder, device, after_encoding),)
 
 
 class HunyuanVideoTextEncode:
@@ -239,7 +238,7 @@ class HunyuanVideoTextEncode:
 
     def encode(
         self,
-        text_encoder: TextEncoderHandle,
+        text_encoder: PlacedModel,
         prompt,
         negative_prompt,
         template,
@@ -256,27 +255,22 @@ class HunyuanVideoTextEncode:
         return (encode_with_handle(text_encoder, prompt, negative_prompt, cfg_scale, **options),)
 
 
-def encode_with_handle(handle: TextEncoderHandle, prompt: str, negative_prompt: str, cfg_scale: float, **options):
-    """Encode on the chosen device, then offload or free the encoder before anything else runs."""
-    encoder = handle.encoder
+def encode_with_handle(handle: PlacedModel, prompt: str, negative_prompt: str, cfg_scale: float, **options):
+    """Encode on the handle's device; its placement offloads or drops the encoder before anything else runs."""
+    encoder = handle.model
     comfy_env.check_cancel()
-    encoder.load()
-    device = comfy_env.compute_device() if handle.run_on == "gpu" else torch.device("cpu")
+    encoder.load()  # the size to make room for is known once the weights are read
+    device = handle.compute_device
     if device.type != "cpu":
-        comfy_env.make_room(encoder.memory_bytes(), device)
+        comfy_env.make_room(handle.device_bytes(), device, keep=handle)
     try:
-        encoder.to(device)
-        return encoder.encode_prompt(prompt, negative_prompt, cfg_scale=cfg_scale, **options)
+        with handle.running(offload_after=True):
+            return encoder.encode_prompt(prompt, negative_prompt, cfg_scale=cfg_scale, **options)
     except torch.cuda.OutOfMemoryError as error:
         raise TextEncoderOutOfMemoryError(
             f"the text encoders ({encoder.memory_bytes() / 2**30:.1f} GiB) do not fit in the free memory of {device}. "
             "In HunyuanVideo Text Encoder Loader set llm_weights to fp8_e4m3fn (half the size) or device to cpu."
         ) from error
-    finally:
-        if handle.after == "free":
-            encoder.release()
-        else:
-            encoder.to(comfy_env.offload_device())
 
 
 class HunyuanVideoTextEmbedsSave:

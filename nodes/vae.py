@@ -144,23 +144,23 @@ class _TileProgress:
 
 
 def _on_device(vae, shape, mode: str, manual: Tiling | None, encoding: bool, work):
-    """Run ``work(tiling, on_tile)`` with the VAE on the compute device, the tiling chosen for ``mode``."""
-    device = comfy_env.compute_device()
-    weights = sum(p.numel() * p.element_size() for p in vae.parameters())
+    """Run ``work(tiling, on_tile)`` with the VAE placed on the compute device (offloaded afterwards), the
+    tiling chosen for ``mode``."""
+    placed = comfy_env.place(vae)
+    device = placed.compute_device
     wanted = manual or Tiling.off()
-    comfy_env.make_room(weights + estimate_bytes(vae.config, shape, wanted, vae.dtype, encoding), device)
-    vae.to(device)
+    comfy_env.make_room(placed.device_bytes() + estimate_bytes(vae.config, shape, wanted, vae.dtype, encoding), device)
     progress = _TileProgress("HunyuanVideo VAE encode" if encoding else "HunyuanVideo VAE decode")
-    try:
-        if mode == "auto":
-            tiling = auto_tiling(vae.config, shape, vae.dtype, comfy_env.free_memory(device), encoding)
-        else:
-            tiling = wanted
-        comfy_env.log.info("HunyuanVideo VAE %s: %s", "encode" if encoding else "decode", tiling.describe())
-        return work(tiling, progress)
-    finally:
-        progress.close()
-        vae.to(comfy_env.offload_device())
+    with placed.running(shape, offload_after=True):
+        try:
+            if mode == "auto":
+                tiling = auto_tiling(vae.config, shape, vae.dtype, comfy_env.free_memory(device), encoding)
+            else:
+                tiling = wanted
+            comfy_env.log.info("HunyuanVideo VAE %s: %s", "encode" if encoding else "decode", tiling.describe())
+            return work(tiling, progress)
+        finally:
+            progress.close()
 
 
 class HunyuanVideoVAEDecode:

@@ -1,5 +1,5 @@
 """Odd synthetic checkpoints for the file-layer tests: a few tensors of each kind, raw GGUF blocks,
-diffusers folders of any content. Real-format DiT checkpoints come from ``hunyuan_model.dit.tiny``."""
+diffusers folders of any content. Real-format DiT checkpoints come from ``hunyuan_model.tiny.dit_files``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import gguf
 import numpy as np
 import torch
 
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import write_safetensors
 
 HIDDEN = 256  # K-quant rows hold 256 weights
 

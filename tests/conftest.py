@@ -35,10 +35,10 @@ def models_dir(tmp_path):
     for folders in comfy_env.MODEL_FOLDERS.values():
         for folder in folders:
             (tmp_path / "models" / folder).mkdir(parents=True, exist_ok=True)
-    previous = dict(comfy_env._standalone)
+    previous = comfy_env.models_directory(), comfy_env.output_directory()
     comfy_env.configure(models_dir=tmp_path / "models", output_dir=tmp_path / "output")
     yield tmp_path / "models"
-    comfy_env._standalone.update(previous)
+    comfy_env.configure(*previous)
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +46,8 @@ def text_tokenizers(tmp_path_factory):
     """The real LLaVA-Llama-3 and CLIP-L tokenizers, built offline once: folders and loaded objects."""
     from types import SimpleNamespace
 
-    from hunyuanvideo_pack.hunyuan_model.text_encoder import tiny
     from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import load_tokenizer
+    from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 
     root = tmp_path_factory.mktemp("tokenizers")
     llm_dir = tiny.write_llama3_tokenizer(root / "llava_llama3")
@@ -63,7 +63,7 @@ def tiny_text_models():
     in fp16 load back to exactly these models."""
     import torch
 
-    from hunyuanvideo_pack.hunyuan_model.text_encoder import tiny
+    from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 
     llm, clip = tiny.random_llm(seed=1), tiny.random_clip(seed=2)
     with torch.no_grad():

@@ -24,8 +24,8 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     open_checkpoint,
     sniff_format,
 )
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import GGMLType, UnsupportedQuantTypeError, dequantize
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import write_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +250,7 @@ def test_gguf_original_shape_fields_override_the_stored_shape(tmp_path):
         (
             "llama",
             "a Llama language model",
-            r" HunyuanVideo Text Encoder Loader \(HunyuanVideoTextEncoderLoader\) reads",
+            r" Load it with HunyuanVideo Text Encoder Loader \(HunyuanVideoTextEncoderLoader\)",
         ),
         ("mamba", "another model family", "$"),
     ],
@@ -259,7 +259,7 @@ def test_gguf_of_another_model_family_is_refused(tmp_path, architecture, found, 
     path = write_gguf(tmp_path / "other.gguf", {"w": np.zeros((2, 32), np.float32)}, architecture=architecture)
     with pytest.raises(
         WrongModelError,
-        match=rf"architecture '{architecture}', {found}.*needs a HunyuanVideo transformer GGUF \(architecture 'hyvid'\)\."
+        match=rf"architecture '{architecture}', {found}.*needs a HunyuanVideo text-to-video transformer \(DiT\) as GGUF \(architecture 'hyvid'\)\."
         + advice,
     ):
         GGUFReader(path)
@@ -328,8 +328,11 @@ def test_files_of_no_known_format_are_reported(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CorruptCheckpointError, match="0 bytes"):
         open_checkpoint(empty)
-    with pytest.raises(CheckpointError, match="folder without a config.json"):
-        open_checkpoint(tmp_path)
+    with pytest.raises(CorruptCheckpointError, match=r"model.safetensors' is not a model file"):
+        open_checkpoint(tmp_path)  # a folder of weight files: its damaged shard is named
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(CheckpointError, match="folder without a config.json or weight files"):
+        open_checkpoint(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError):
         open_checkpoint(tmp_path / "absent.safetensors")
 

@@ -10,18 +10,19 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     CheckpointError,
     ConvertedReader,
     CorruptCheckpointError,
-    DiffusersReader,
+    FolderReader,
     MissingScaleMapError,
     SafetensorsReader,
     TorchReader,
+    WrongModelError,
     key_group,
     load_scale_map,
     needs_scale_map,
     open_checkpoint,
     with_scale_map,
 )
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import fp8_release_tensors, write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import cast_to_fp8
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import fp8_release_tensors, write_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,10 @@ def test_a_map_from_another_file_is_refused(tencent_release, tmp_path):
 
 def test_a_weights_file_chosen_as_map_is_refused(tencent_release):
     path, _ = tencent_release
-    with pytest.raises(CheckpointError, match=r"is not an FP8 scale map: '\S+' holds a tensor of shape"):
+    with pytest.raises(
+        WrongModelError,
+        match=r"is not an FP8 scale map: it is a HunyuanVideo .*; choose it as model_name\. '\S+' holds",
+    ):
         load_scale_map(path)
 
 
@@ -180,7 +184,7 @@ def test_diffusers_folders_convert_to_tencent_keys_lazily(tmp_path, state, shard
     write_diffusers(tmp_path / "HunyuanVideo" / "transformer", diffusers_state, shards=shards)
     (tmp_path / "HunyuanVideo" / "model_index.json").write_text(json.dumps({"_class_name": "HunyuanVideoPipeline"}))
     diffusers = open_checkpoint(tmp_path / "HunyuanVideo")
-    assert isinstance(diffusers, DiffusersReader) and diffusers.config["num_layers"] == 1
+    assert isinstance(diffusers, FolderReader) and diffusers.config["num_layers"] == 1
     calls = []
 
     def counting(sd):
@@ -221,16 +225,16 @@ def test_broken_diffusers_folders_are_reported(tmp_path, state):
         CorruptCheckpointError,
         match="lists shard 'diffusion_pytorch_model-00002-of-00002.safetensors', which is missing",
     ):
-        DiffusersReader(folder)
+        FolderReader(folder)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
     (pickled / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02")
-    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.bin: pickled weights are not loaded"):
-        DiffusersReader(pickled)
+    with pytest.raises(CorruptCheckpointError, match="diffusion_pytorch_model.bin' is truncated or damaged"):
+        FolderReader(pickled)
 
 
 def test_a_converter_that_mixes_groups_is_caught(tmp_path, state):
     folder = write_diffusers(tmp_path / "t", to_diffusers(state))
     with pytest.raises(CheckpointError, match="produced 'everything' from two key groups"):
-        ConvertedReader(DiffusersReader(folder), lambda sd: {"everything": next(iter(sd.values()))})
+        ConvertedReader(FolderReader(folder), lambda sd: {"everything": next(iter(sd.values()))})

@@ -7,7 +7,6 @@ from checkpoint_files import write_gguf
 from torch import nn
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import CheckpointError, load_weights, open_checkpoint, with_scale_map
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import write_safetensors
 from hunyuanvideo_pack.hunyuan_model.quant import (
     CastLinear,
     GGUFLinear,
@@ -16,6 +15,7 @@ from hunyuanvideo_pack.hunyuan_model.quant import (
     keeps_base_precision,
     quantize_fp8_scaled,
 )
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import write_safetensors
 
 HIDDEN = 256
 # Relative error of the output against the float32 original, per format/storage (measured: bf16

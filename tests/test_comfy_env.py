@@ -1,12 +1,18 @@
 """The standalone side of the ComfyUI adapter: model folders, the path guard, devices, cancel."""
 
+import importlib
 import os
+import sys
 import time
+import types
 
 import pytest
 import torch
+from comfyui_run import run_in_comfyui
 
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, comfy_env, demo_models
+from hunyuanvideo_pack.nodes import host as host_package
+from hunyuanvideo_pack.nodes.host.standalone import StandaloneHost
 
 
 def test_models_of_a_kind_are_listed_across_its_folders(models_dir):
@@ -153,7 +159,7 @@ def test_empty_name_and_unknown_kind_are_clear_errors(models_dir):
 
 
 def test_standalone_devices_and_memory():
-    assert comfy_env.IN_COMFYUI is False
+    assert isinstance(comfy_env.host(), StandaloneHost)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert comfy_env.compute_device().type == expected
     assert comfy_env.offload_device() == torch.device("cpu")
@@ -169,7 +175,29 @@ def test_cancel_raises_at_the_next_progress_update_once():
         progress.update(3)  # the flag is consumed: a new run is not cancelled
 
 
-def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(monkeypatch):
+@pytest.fixture
+def comfyui_host(monkeypatch):
+    """The ComfyUI host over stand-ins for the ComfyUI modules it imports (the real ones: tests that run
+    against COMFYUI_DIR). Yields the host module; its ``mm`` is the stand-in model_management."""
+    mm = types.SimpleNamespace(throw_exception_if_processing_interrupted=lambda: None, get_torch_device=lambda: "cpu")
+    utils = types.SimpleNamespace()
+    comfy = types.SimpleNamespace(
+        model_management=mm, utils=utils, model_patcher=types.SimpleNamespace(ModelPatcher=object)
+    )
+    stand_ins = {"comfy": comfy, "folder_paths": types.SimpleNamespace()}
+    stand_ins.update({f"comfy.{name}": getattr(comfy, name) for name in ("model_management", "utils", "model_patcher")})
+    for name, module in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in ("comfyui", "comfy_memory"):
+        monkeypatch.delitem(sys.modules, f"hunyuanvideo_pack.nodes.host.{name}", raising=False)
+    comfyui = importlib.import_module("hunyuanvideo_pack.nodes.host.comfyui")
+    monkeypatch.setattr(host_package, "_current", comfyui.ComfyUIHost())
+    yield comfyui
+    for name in ("comfyui", "comfy_memory"):
+        sys.modules.pop(f"hunyuanvideo_pack.nodes.host.{name}", None)
+
+
+def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(comfyui_host, monkeypatch):
     # ComfyUI's get_previewer loads a TAESD model, or warns that there is none, each time it is called.
     bars, made = [], []
 
@@ -184,11 +212,8 @@ def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(
         def decode_latent_to_preview_image(self, format, latent):
             return (format, latent.shape)
 
-    monkeypatch.setattr(comfy_env, "IN_COMFYUI", True)
-    never_interrupted = type("MM", (), {"throw_exception_if_processing_interrupted": lambda: None})
-    monkeypatch.setattr(comfy_env, "_mm", never_interrupted, raising=False)
-    monkeypatch.setattr(comfy_env, "_comfy_utils", type("Utils", (), {"ProgressBar": Bar}), raising=False)
-    monkeypatch.setattr(comfy_env, "_make_previewer", lambda: made.append(1) or Previewer())
+    monkeypatch.setattr(comfyui_host.comfy.utils, "ProgressBar", Bar, raising=False)
+    monkeypatch.setattr(comfyui_host, "make_previewer", lambda device: made.append(device) or Previewer())
 
     with comfy_env.Progress(2) as loading:
         loading.update(1)
@@ -197,5 +222,48 @@ def test_inside_comfyui_the_previewer_is_made_once_and_only_for_preview_latents(
     with comfy_env.Progress(2) as sampling:
         sampling.update(1, latent)
         sampling.update(2, latent)
-    assert made == [1]
+    assert made == ["cpu"]
     assert bars == [[(1, None), (2, None)], [(1, ("JPEG", latent.shape)), (2, ("JPEG", latent.shape))]]
+
+
+def test_inside_comfyui_every_placed_model_is_tracked_and_free_memory_counts_dynamic_vram():
+    run_in_comfyui("""
+        class EncoderPair:  # what the text encoder is: no nn.Module, two models inside
+            def __init__(self):
+                self.llm, self.clip = torch.nn.Linear(8, 8), torch.nn.Linear(4, 4)
+
+            def parameters(self):
+                return [*self.llm.parameters(), *self.clip.parameters()]
+
+            def buffers(self):
+                return []
+
+            def to(self, device):
+                self.llm.to(device), self.clip.to(device)
+                return self
+
+        text = PlacedModel(EncoderPair(), cpu, meta, after_run=comfy_env.track_model)
+        vae = PlacedModel(torch.nn.Conv3d(4, 4, 3), cpu, meta, after_run=comfy_env.track_model)
+        dit = TransformerHandle(HunyuanVideoTransformer(DiTConfig.tiny()), cpu, meta, after_run=comfy_env.track_model)
+        for placed in (text, vae, dit):
+            with placed.running((1, 16, 1, 8, 8)):  # kept on the device after the run
+                pass
+        assert len(mm.current_loaded_models) == 3
+
+        free = 10**9
+        mm.get_free_memory = lambda dev=None, torch_free_too=False: (free, free) if torch_free_too else free
+        comfy_env.make_room(free + 10**12, cpu, keep=dit)  # room for the DiT's run: the others leave
+        assert [entry.model.model for entry in mm.current_loaded_models] == [dit.model]
+        assert {p.device.type for p in [*text.model.parameters(), *vae.model.parameters()]} == {"meta"}
+        assert dit.resident_bytes() == module_bytes(dit.model)
+
+        assert comfy_env.free_memory(cpu) == free
+        if CURRENT:  # dynamic VRAM gives back ComfyUI's own models' weights on demand: that is free for us
+            import comfy.memory_management
+            import comfy_aimdo.model_vbar
+
+            comfy.memory_management.aimdo_enabled = True
+            comfy_aimdo.model_vbar.vbars_analyze = lambda: 12345
+            assert comfy_env.free_memory(cpu) == free + 12345
+        print("ok")
+    """)

@@ -40,7 +40,7 @@ def test_a_truncated_text_encoder_file_is_named(demo_models_dir, tmp_path, part)
 def test_a_web_page_saved_as_safetensors_is_named(tmp_path):
     page = tmp_path / "clip_l.safetensors"
     page.write_text("<html><body>Access denied</body></html>")
-    with pytest.raises(CorruptCheckpointError, match="is truncated or not a safetensors file"):
+    with pytest.raises(CorruptCheckpointError, match="clip_l.safetensors. is not a model file this pack reads"):
         load_vae(page)
 
 

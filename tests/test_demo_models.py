@@ -7,10 +7,10 @@ import torch
 from safetensors import safe_open
 
 from hunyuanvideo_pack.hunyuan_model.dit import open_transformer
-from hunyuanvideo_pack.hunyuan_model.dit.tiny import demo_config
-from hunyuanvideo_pack.hunyuan_model.text_encoder import tiny
 from hunyuanvideo_pack.hunyuan_model.text_encoder.templates import IMAGE, VIDEO, crop_start
 from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import check_tokenizer, load_tokenizer
+from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
+from hunyuanvideo_pack.hunyuan_model.tiny.dit_files import demo_config
 from hunyuanvideo_pack.nodes import NODE_CLASS_MAPPINGS, demo_models
 
 GRAPH = {

@@ -17,9 +17,10 @@ from hunyuanvideo_pack.hunyuan_model.checkpoint import (
     UnsafeCheckpointError,
     WrongModelError,
 )
-from hunyuanvideo_pack.hunyuan_model.dit import load_transformer, open_transformer, tiny
+from hunyuanvideo_pack.hunyuan_model.dit import load_transformer, open_transformer
 from hunyuanvideo_pack.hunyuan_model.handle import module_bytes
 from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, GGUFLinear, ScaledMMLinear
+from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as tiny
 
 # Relative L2 error of the DiT's output against the original (float32 compute, weights with bf16
 # values), per format. Measured on this tiny random DiT, whose random weights amplify weight error
@@ -157,6 +158,15 @@ def test_bf16_compute_and_storage(files, inputs, expected):
     assert relative_error(model, inputs, expected) <= BOUNDS["bf16"]
 
 
+@pytest.mark.parametrize("to_float32", [lambda m: m.float(), lambda m: m.to(torch.float32)])
+def test_a_loaded_model_moved_to_float32_computes_in_float32(files, inputs, expected, to_float32):
+    """A user's ``.float()`` / ``.to(torch.float32)``: the compute dtype follows the weights."""
+    model = to_float32(load_transformer(files["bare"]))
+    assert model.compute_dtype == torch.float32
+    assert model(**inputs).dtype == torch.float32
+    assert relative_error(model, inputs, expected) <= BOUNDS["exact"]  # the file holds bf16 values: exact in float32
+
+
 def test_ema_weights_on_request(tmp_path, files, reference, state, inputs, expected):
     other = tiny.release_state_dict(tiny.random_transformer(reference.config, seed=4))
     path = tmp_path / "mp_rank_00_model_states.pt"
@@ -221,34 +231,38 @@ WRONG_FILES = [
             "decoder.up_blocks.0.resnets.0.conv1.conv.weight",
         ],
         "",
-        r"looks like a HunyuanVideo VAE.*HunyuanVideo VAE Loader \(HunyuanVideoVAELoader\)",
+        r"is not a HunyuanVideo transformer: it is a HunyuanVideo VAE.*HunyuanVideo VAE Loader \(HunyuanVideoVAELoader\)",
     ),
     (
         ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "lm_head.weight"],
         "",
-        r"looks like a Llama language model .*HunyuanVideoTextEncoderLoader",
+        r"is not a HunyuanVideo transformer: it is a Llama language model .*HunyuanVideoTextEncoderLoader",
     ),
     (  # every key under "model.": the reader strips it, the check still sees a text encoder
         ["embed_tokens.weight", "layers.0.self_attn.q_proj.weight", "norm.weight"],
         "model.",
-        r"looks like a Llama language model",
+        r"is not a HunyuanVideo transformer: it is a Llama language model",
     ),
     (
         ["text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"],
         "",
-        r"looks like a CLIP text encoder",
+        r"is not a HunyuanVideo transformer: it is a CLIP text encoder",
     ),
     (
         ["double_blocks.0.img_attn_qkv.lora_A.weight", "double_blocks.0.img_attn_qkv.lora_B.weight"],
         "diffusion_model.",
-        r"looks like a LoRA",
+        r"is not a HunyuanVideo transformer: it is a LoRA",
     ),
     (
         ["img_in.weight", "double_blocks.0.img_attn.qkv.weight"],
         "model.diffusion_model.",
-        r"looks like a FLUX image model",
+        r"is not a HunyuanVideo transformer: it is a FLUX image model",
     ),
-    (["patch_embedding.weight", "blocks.0.self_attn.q.weight"], "", r"looks like a Wan video model"),
+    (
+        ["patch_embedding.weight", "blocks.0.self_attn.q.weight"],
+        "",
+        r"is not a HunyuanVideo transformer: it is a Wan video model",
+    ),
 ]
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hunyuanvideo_pack.hunyuan_model.checkpoint import MissingScaleMapError, WrongModelError
-from hunyuanvideo_pack.hunyuan_model.dit import tiny
 from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle, module_bytes
 from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, GGUFLinear
+from hunyuanvideo_pack.hunyuan_model.tiny import dit_files as tiny
 from hunyuanvideo_pack.nodes import comfy_env
 from hunyuanvideo_pack.nodes.model_loader import HunyuanVideoModelLoader
 
@@ -33,10 +33,10 @@ def models(tmp_path_factory, state):
     tiny.write_fp8_release(state, diffusion / "tencent" / "mp_rank_00_model_states_fp8.pt")
     tiny.write_gguf(state, unet / "hunyuan-video-t2v-720p-Q4_0.gguf", "Q4_0")
     tiny.write_diffusers(state, diffusion / "HunyuanVideo-diffusers")
-    previous = dict(comfy_env._standalone)
+    previous = comfy_env.models_directory(), comfy_env.output_directory()
     comfy_env.configure(models_dir=root, output_dir=root.parent / "output")
     yield root
-    comfy_env._standalone.update(previous)
+    comfy_env.configure(*previous)
 
 
 def test_the_lists_show_every_format_and_the_scale_maps(models):
@@ -106,7 +106,7 @@ def test_scale_maps_are_found_or_chosen_and_missing_ones_refused(models, state):
 def test_wrong_choices_are_refused_before_loading(models, monkeypatch):
     with pytest.raises(
         WrongModelError,
-        match=r"looks like an FP8 scale map .*, not a HunyuanVideo transformer: choose it as scale_map, with Tencent",
+        match=r"is not a HunyuanVideo transformer: it is an FP8 scale map .*; choose it as scale_map, with Tencent",
     ):
         NODE.load("tencent/mp_rank_00_model_states_fp8_map.pt", **DEFAULTS)
     monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("mps"))

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hunyuanvideo_pack.hunyuan_model.quant import (
+    DIT_STORAGE,
+    LLM_STORAGE,
     CastLinear,
     GGMLType,
     GGUFLinear,
@@ -231,7 +233,7 @@ def test_scaled_matmuls_are_refused_with_the_reason(monkeypatch):
 # make_linear and swapping into a model built on meta
 
 
-@pytest.mark.parametrize("storage", list(WeightStorage), ids=lambda s: s.value)
+@pytest.mark.parametrize("storage", DIT_STORAGE.options.values(), ids=lambda s: s.value)
 def test_make_linear_from_a_bf16_weight(storage):
     w = weight().bfloat16()
     x = torch.randn(6, 256)
@@ -260,7 +262,7 @@ def test_plain_fp8_casts_lose_precision_on_small_weights_and_scaled_ones_do_not(
     assert relative_error(scaled(x), x @ w.t()) < BOUNDS["fp8_e4m3fn_scaled"] < relative_error(plain(x), x @ w.t())
 
 
-@pytest.mark.parametrize("storage", list(WeightStorage), ids=lambda s: s.value)
+@pytest.mark.parametrize("storage", DIT_STORAGE.options.values(), ids=lambda s: s.value)
 def test_make_linear_keeps_stored_fp8_and_its_scale(storage):
     w8, scale = quantize_fp8_scaled(weight())
     layer = make_linear(StoredWeight(w8, (64, 256), scale=scale), storage, torch.bfloat16)
@@ -274,6 +276,26 @@ def test_fast_storage_rescales_e5m2_weights_to_e4m3():
     x = torch.randn(3, 256)
     assert layer.weight.dtype == torch.float8_e4m3fn
     assert relative_error(layer(x), x @ w.t()) < 0.1
+
+
+def test_default_storage_is_dense_except_gguf_blocks():
+    """The text encoders' ``default``: FP8 dequantized with its scale, GGUF blocks kept (same numbers)."""
+    w8, scale = quantize_fp8_scaled(weight())
+    dense = make_linear(StoredWeight(w8, (64, 256), scale=scale), WeightStorage.DEFAULT, torch.float32)
+    assert type(dense) is nn.Linear and torch.equal(dense.weight, w8.float() * scale)
+    stored = StoredWeight(q8_0_blocks(weight()), (64, 256), qtype=GGMLType.Q8_0)
+    blocks = make_linear(stored, WeightStorage.DEFAULT, torch.float32)
+    x = torch.randn(3, 256)
+    assert isinstance(blocks, GGUFLinear) and torch.equal(blocks(x), x @ stored.dense(torch.float32).t())
+
+
+def test_storage_choices_keep_each_node_s_option_names():
+    assert DIT_STORAGE.names == ("as_stored", "fp8_e4m3fn", "fp8_e4m3fn_scaled", "fp8_e4m3fn_fast")
+    assert LLM_STORAGE.names == ("default", "fp8_e4m3fn", "nf4")
+    assert LLM_STORAGE.pick("fp8_e4m3fn") is WeightStorage.FP8_E4M3FN_SCALED  # the LLM's FP8 has always been scaled
+    assert DIT_STORAGE.pick("fp8_e4m3fn") is WeightStorage.FP8_E4M3FN
+    with pytest.raises(ValueError, match=r"unknown DiT weight storage 'nf4'; expected one of \('as_stored'"):
+        DIT_STORAGE.pick("nf4")
 
 
 def test_gguf_weights_are_not_requantized_to_fp8():

@@ -127,12 +127,13 @@ def test_offload_option_reaches_the_placement_and_room_is_made_first(model, embe
     handle = make_handle(model)
     asked = []
     monkeypatch.setattr(
-        comfy_env, "make_room", lambda needed, device: asked.append((needed, list(handle.placement.events)))
+        comfy_env, "make_room", lambda needed, device, keep: asked.append((needed, keep, list(handle.placement.events)))
     )
     run(handle, embeds, latent, offload_model=True)
     assert handle.placement.events[-1] == ("exit", True)
-    (needed, events_then), *_ = asked
+    (needed, keep, events_then), *_ = asked
     assert needed > 0 and events_then == []  # asked before the model was placed
+    assert keep is handle  # the weights it already has on the device stay
 
 
 def test_out_of_memory_says_what_to_change_and_stays_an_out_of_memory_error(model, embeds, latent, monkeypatch):

@@ -11,8 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from hunyuanvideo_pack.hunyuan_model.checkpoint import CheckpointError, WrongModelError, open_checkpoint
 from hunyuanvideo_pack.hunyuan_model.conditioning import PromptEmbeds, TextEmbeds
 from hunyuanvideo_pack.hunyuan_model.identify import ModelKind, identify
+from hunyuanvideo_pack.hunyuan_model.quant import CastLinear, GGUFLinear, quantize_fp8_scaled
+from hunyuanvideo_pack.hunyuan_model.quant.nf4 import require_nf4
 from hunyuanvideo_pack.hunyuan_model.text_encoder import (
     IMAGE,
     VIDEO,
@@ -24,14 +27,13 @@ from hunyuanvideo_pack.hunyuan_model.text_encoder import (
     load_clip,
     load_llm,
     load_text_encoder,
-    tiny,
 )
-from hunyuanvideo_pack.hunyuan_model.text_encoder.checkpoint import TensorSource
 from hunyuanvideo_pack.hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
+from hunyuanvideo_pack.hunyuan_model.text_encoder.gguf_names import llama_cpp_names
 from hunyuanvideo_pack.hunyuan_model.text_encoder.native import embeds_from_conditioning
-from hunyuanvideo_pack.hunyuan_model.text_encoder.quant import Fp8Linear, quantize_fp8, require_nf4
 from hunyuanvideo_pack.hunyuan_model.text_encoder.templates import sequence_length
 from hunyuanvideo_pack.hunyuan_model.text_encoder.tokenizers import load_tokenizer, tokenizer_candidates
+from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 
 PROMPTS = ["A cat walks on the grass, realistic style.", "", "a red fox in the snow at dawn"]
 
@@ -55,7 +57,11 @@ def written(tmp_path_factory, text_tokenizers, tiny_text_models):
     root = tmp_path_factory.mktemp("text_encoders")
     paths = {}
     for layout in tiny.LLM_LAYOUTS:
-        name = layout + (".safetensors" if layout.endswith("file") else "")
+        name = layout + {
+            "gguf_file": ".gguf",
+            "comfy_file": ".safetensors",
+            "comfy_fp8_scaled_file": ".safetensors",
+        }.get(layout, "")
         paths[layout] = tiny.write_llm(llm, root / name, layout, text_tokenizers.llm_dir)
     for layout in tiny.CLIP_LAYOUTS:
         name = "clip_l" + (".safetensors" if layout.endswith("file") else "")
@@ -215,6 +221,28 @@ def test_every_llm_layout_loads_the_same_weights(written, layout, tiny_text_mode
     assert all(torch.equal(llm.state_dict()[k], v) for k, v in expected.items())
 
 
+def test_a_llama_cpp_gguf_loads_with_its_blocks_kept(written, encoder, text_tokenizers, tiny_text_models):
+    """city96's llama.cpp GGUF: names mapped back, query/key rows un-permuted, Q8_0 blocks kept."""
+    llm = load_llm(written["gguf_file"], dtype=torch.float32)
+    assert isinstance(llm.layers[0].self_attn.q_proj, GGUFLinear)
+    expected = tiny_text_models[0]
+    assert torch.equal(llm.norm.weight, expected.norm.weight)  # 1-D: F32 in the file
+    embedding = expected.embed_tokens.weight  # Q8_0 in the file, dequantized at load (not a Linear)
+    assert (llm.embed_tokens.weight - embedding).abs().max() < 0.01 * embedding.abs().max()
+    q = llm.layers[0].self_attn.q_proj
+    x = torch.randn(3, q.in_features)
+    q8 = (q(x) - expected.layers[0].self_attn.q_proj(x)).abs().max() / expected.layers[0].self_attn.q_proj(
+        x
+    ).abs().max()
+    assert q8 < 0.02  # Q8_0 rounding, rows in transformers' order
+    clip = tiny_text_models[1]
+    states = HunyuanTextEncoder(llm, text_tokenizers.llm, clip, text_tokenizers.clip).encode(PROMPTS).text_states
+    full = encoder.encode(PROMPTS).text_states
+    assert (states - full).norm() / full.norm() < 0.05
+    with pytest.raises(CheckpointError, match=r"is quantized \(Q8_0\); weight storage fp8_e4m3fn_scaled would"):
+        load_llm(written["gguf_file"], weights="fp8_e4m3fn")
+
+
 def test_llava_saved_by_transformers_5_and_its_config_hints_load(tmp_path, written, tiny_text_models):
     from safetensors.torch import load_file
 
@@ -246,7 +274,7 @@ def test_folders_with_their_tokenizers_encode_like_the_reference(written, refere
 def test_fp8_scaled_file_encodes_like_its_dequantized_weights(written, encoder, text_tokenizers, tiny_text_models):
     stored = load_llm(written["comfy_fp8_scaled_file"], dtype=torch.float32, weights="fp8_e4m3fn")
     upcast = load_llm(written["comfy_fp8_scaled_file"], dtype=torch.float32)
-    assert isinstance(stored.layers[0].mlp.up_proj, Fp8Linear)
+    assert isinstance(stored.layers[0].mlp.up_proj, CastLinear)
     assert stored.layers[0].mlp.up_proj.weight.dtype == torch.float8_e4m3fn
     clip = tiny_text_models[1]
     a = HunyuanTextEncoder(stored, text_tokenizers.llm, clip, text_tokenizers.clip).encode(PROMPTS)
@@ -257,12 +285,36 @@ def test_fp8_scaled_file_encodes_like_its_dequantized_weights(written, encoder, 
     assert 1e-4 < relative < 0.1  # FP8 rounding, not a different model
 
 
+def test_newer_comfyui_quantized_files_read_like_scaled_fp8(tmp_path, written):
+    """ComfyUI 0.19's names (comfy/utils.py:1388): ``weight_scale``, ``input_scale``, a ``comfy_quant`` JSON tensor."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for key, value in load_file(written["comfy_fp8_scaled_file"]).items():
+        if key == "scaled_fp8":
+            continue
+        if key.endswith(".scale_weight"):
+            layer = key.removesuffix(".scale_weight")
+            tensors[f"{layer}.weight_scale"] = value
+            tensors[f"{layer}.input_scale"] = torch.ones(())
+            tensors[f"{layer}.comfy_quant"] = torch.tensor(list(b'{"format": "float8_e4m3fn"}'), dtype=torch.uint8)
+        else:
+            tensors[key] = value
+    save_file(tensors, tmp_path / "llava_llama3_fp8_new.safetensors")
+    for weights in ("default", "fp8_e4m3fn"):
+        new = load_llm(tmp_path / "llava_llama3_fp8_new.safetensors", dtype=torch.float32, weights=weights)
+        old = load_llm(written["comfy_fp8_scaled_file"], dtype=torch.float32, weights=weights)
+        assert new.state_dict().keys() == old.state_dict().keys()
+        assert all(torch.equal(new.state_dict()[k].float(), v.float()) for k, v in old.state_dict().items())
+
+
 def test_fp8_storage_halves_the_linear_weights(written):
     fp16 = load_llm(written["comfy_file"], dtype=torch.float16)
     fp8 = load_llm(written["comfy_file"], dtype=torch.float16, weights="fp8_e4m3fn")
 
     def linear_bytes(model):
-        return sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "layers." in n and "proj" in n)
+        tensors = [*model.named_parameters(), *model.named_buffers()]
+        return sum(p.numel() * p.element_size() for n, p in tensors if "layers." in n and "proj" in n)
 
     assert linear_bytes(fp8) == linear_bytes(fp16) // 2 + 4 * 7 * 4  # + one float32 scale per Linear
 
@@ -270,8 +322,7 @@ def test_fp8_storage_halves_the_linear_weights(written):
 def test_fp8_linear_is_dequantized_matmul():
     torch.manual_seed(0)
     weight, x = torch.randn(16, 8), torch.randn(3, 8)
-    layer = Fp8Linear(8, 16)
-    layer.weight.data, layer.scale.data = quantize_fp8(weight)
+    layer = CastLinear.from_weight(*quantize_fp8_scaled(weight))
     expected = x @ (layer.weight.float() * layer.scale).T
     assert torch.equal(layer(x), expected)
     assert (layer(x) - x @ weight.T).abs().max() < 0.1 * (x @ weight.T).abs().max()
@@ -338,28 +389,28 @@ def _fake_file(path, keys):
 )
 def test_a_dit_or_vae_chosen_as_text_encoder_is_named(tmp_path, keys, found):
     path = _fake_file(tmp_path / "model.safetensors", keys)
-    with pytest.raises(ValueError, match=f"model.safetensors is not an LLM text encoder: it is {found}"):
+    with pytest.raises(WrongModelError, match=f"model.safetensors' is not an LLM text encoder: it is {found}"):
         load_llm(path)
-    with pytest.raises(ValueError, match=f"model.safetensors is not a CLIP text encoder: it is {found}"):
+    with pytest.raises(WrongModelError, match=f"model.safetensors' is not a CLIP text encoder: it is {found}"):
         load_clip(path)
 
 
 def test_llm_and_clip_swapped_are_named(written):
     with pytest.raises(
-        ValueError,
-        match=r"clip_l.safetensors is not an LLM text encoder: it is a CLIP text encoder .*; choose it as clip\.",
+        WrongModelError,
+        match=r"clip_l.safetensors' is not an LLM text encoder: it is a CLIP text encoder .*; choose it as clip\.",
     ):
         load_llm(written["clip_comfy_file"])
     with pytest.raises(
-        ValueError, match=r"is not a CLIP text encoder: it is a Llama language model .*; choose it as llm\."
+        WrongModelError, match=r"is not a CLIP text encoder: it is a Llama language model .*; choose it as llm\."
     ):
         load_clip(written["comfy_file"])
 
 
 def test_every_layout_is_identified_as_its_encoder(written):
     for name, path in written.items():
-        source = TensorSource(path)
-        kind = identify({key: source.shape(key) for key in source.keys()})
+        reader = llama_cpp_names(open_checkpoint(path, prefixes=(), architecture=None))
+        kind = identify({key: info.shape for key, info in reader.infos().items()})
         assert kind is (ModelKind.CLIP_TEXT if name.startswith("clip_") else ModelKind.LLM), name
 
 

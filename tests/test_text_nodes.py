@@ -5,7 +5,8 @@ import shutil
 import pytest
 import torch
 
-from hunyuanvideo_pack.hunyuan_model.text_encoder import VIDEO, HunyuanTextEncoder, tiny
+from hunyuanvideo_pack.hunyuan_model.text_encoder import VIDEO, HunyuanTextEncoder
+from hunyuanvideo_pack.hunyuan_model.tiny import text_encoder_files as tiny
 from hunyuanvideo_pack.nodes import comfy_env
 from hunyuanvideo_pack.nodes.text import (
     HunyuanVideoConditioningToEmbeds,
@@ -13,8 +14,8 @@ from hunyuanvideo_pack.nodes.text import (
     HunyuanVideoTextEmbedsSave,
     HunyuanVideoTextEncode,
     HunyuanVideoTextEncoderLoader,
-    TextEncoderHandle,
     encode_with_handle,
+    text_encoder_handle,
 )
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -52,7 +53,7 @@ def test_loader_encode_save_load_through_the_nodes(text_models_dir, text_tokeniz
 
     encode = HunyuanVideoTextEncode()
     (embeds,) = encode.encode(**_widgets(encode, text_encoder=handle, prompt=PROMPT, cfg_scale=4.0))
-    assert not handle.encoder.loaded  # freed right after encoding
+    assert not handle.model.loaded  # freed right after encoding
 
     llm, clip = tiny_text_models
     expected = HunyuanTextEncoder(llm, text_tokenizers.llm, clip, text_tokenizers.clip).encode([PROMPT, ""])
@@ -76,7 +77,7 @@ def test_offload_keeps_the_encoder_in_ram_for_the_next_prompt(text_models_dir):
     custom = "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
     widgets = _widgets(encode, text_encoder=handle, prompt=PROMPT, template="custom", custom_template=custom)
     (embeds,) = encode.encode(**widgets)
-    assert handle.encoder.loaded and handle.encoder.device == comfy_env.offload_device()
+    assert handle.model.loaded and handle.model.device == comfy_env.offload_device()
     assert embeds.negative is None and embeds.positive.text_states.shape == (1, 256, 64)
     assert embeds.positive.text_mask.sum() == 11
 
@@ -104,13 +105,19 @@ def test_encoders_that_do_not_fit_say_what_to_change_and_stay_an_out_of_memory_e
         def to(self, device):
             self.moves.append(torch.device(device))
 
+        def parameters(self):
+            return [torch.empty(8 * 2**30, dtype=torch.float16, device="meta")]
+
+        def buffers(self):
+            return []
+
         def encode_prompt(self, *args, **kwargs):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
 
-    handle = TextEncoderHandle(encoder=TooLarge(), run_on="cpu", after="offload")
+    handle = text_encoder_handle(TooLarge(), "cpu", "offload")
     with pytest.raises(torch.cuda.OutOfMemoryError, match=r"text encoders \(16\.0 GiB\) do not fit.*fp8_e4m3fn"):
         encode_with_handle(handle, PROMPT, "", cfg_scale=1.0)
-    assert handle.encoder.moves[-1] == comfy_env.offload_device()  # offloaded all the same
+    assert handle.model.moves[-1] == comfy_env.offload_device()  # offloaded all the same
 
 
 def test_custom_template_without_placeholder_is_refused_before_running():

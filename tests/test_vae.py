@@ -421,8 +421,22 @@ def _save(tmp_path, name: str, state: dict):
 )
 def test_other_models_chosen_as_vae_are_named(tmp_path, keys, message):
     path = _save(tmp_path, "wrong.safetensors", {k: torch.zeros(2, 2) for k in keys})
-    with pytest.raises(ValueError, match=rf"wrong\.safetensors is not a HunyuanVideo VAE: it is .*{message}"):
+    with pytest.raises(ValueError, match=rf"wrong\.safetensors' is not a HunyuanVideo VAE: it is .*{message}"):
         load_vae(path)
+
+
+def test_the_vae_reads_every_container_of_the_weight_pipeline(vae, tmp_path):
+    """GGUF, a diffusers folder and a .pt through the same readers as the DiT: the same weights."""
+    from hunyuanvideo_pack.hunyuan_model.tiny.formats import write_gguf_file, write_model_folder
+
+    state = vae.state_dict()
+    folder = write_model_folder(tmp_path / "vae_folder", {"diffusion_pytorch_model.safetensors": state}, {})
+    torch.save({"state_dict": state}, tmp_path / "vae.pt")
+    paths = [folder, tmp_path / "vae.pt", write_gguf_file(state, tmp_path / "vae.gguf", "hyvae", "F16")]
+    for path in paths:
+        loaded = load_vae(path, dtype=torch.float32).state_dict()
+        tolerance = 1e-3 if path.suffix == ".gguf" else 0  # matrices stored F16 there
+        assert all((loaded[k] - v).abs().max() <= tolerance * max(1.0, v.abs().max()) for k, v in state.items()), path
 
 
 def test_a_vae_of_another_size_is_refused(vae, tmp_path):

@@ -13,7 +13,7 @@ from hunyuanvideo_pack.nodes.headless import main, run_graph, set_inputs
 from hunyuanvideo_pack.nodes.workflow_format import VIRTUAL_TYPES, ui_to_api, widgets
 
 FOLDER = PACK_DIR / "workflows"
-NAMES = ("text_to_video", "low_vram", "gguf")
+NAMES = ("text_to_video", "low_vram", "gguf", "long_video")
 SMALL = {"width": 64, "height": 48, "frames": 5}
 
 
@@ -56,7 +56,12 @@ def test_ui_forms_are_what_comfyui_saves_links_typed_and_widgets_in_order(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
     _, api = read(name)
-    assert by_type(api, "HunyuanVideoEmptyLatent") == {"width": 848, "height": 480, "frames": 73, "batch": 1}
+    size = (
+        {"width": 512, "height": 288, "frames": 261}
+        if name == "long_video"
+        else {"width": 848, "height": 480, "frames": 73}
+    )
+    assert by_type(api, "HunyuanVideoEmptyLatent") == {**size, "batch": 1}
     sampler = by_type(api, "HunyuanVideoSampler")
     assert (sampler["steps"], sampler["shift"], sampler["embedded_guidance"], sampler["denoise"]) == (30, 7, 6, 1)
     assert all(file in demo_models.DEMO_FILES for file in demo_models.model_files(api))
@@ -68,6 +73,11 @@ def test_workflows_have_the_issue_settings_and_the_file_names_users_have(name):
             "hunyuan_video_t2v_720p_bf16.safetensors",
             "fp8_e4m3fn_scaled",
         )
+    elif name == "long_video":  # low_vram's graph with RIFLEx between block swap and the sampler
+        assert loader["model_name"] == "hunyuan_video_720_cfgdistill_fp8_e4m3fn.safetensors"
+        long_video = by_type(api, "HunyuanVideoLongVideo")
+        assert (long_video["model"], long_video["riflex"], long_video["riflex_k"]) == (["10", 0], True, 0)
+        assert long_video["context_frames"] == 0 and by_type(api, "HunyuanVideoSampler")["model"] == ["11", 0]
     elif name == "low_vram":  # kijai's FP8 file swapped as needed, encoders freed after use, small decode tiles
         assert loader["model_name"] == "hunyuan_video_720_cfgdistill_fp8_e4m3fn.safetensors"
         swap = by_type(api, "HunyuanVideoBlockSwap")

@@ -1,4 +1,5 @@
-"""Reading model files: safetensors, PyTorch ``.pt``, GGUF, diffusers folders, FP8 scale maps.
+"""Reading model files for every model of the pack (DiT, LLM, CLIP, VAE): safetensors, PyTorch
+``.pt``, GGUF, diffusers and transformers folders (sharded or not), FP8 scale maps.
 
 :func:`open_checkpoint` picks a reader from the file's contents. Every reader lists keys with
 shapes and storage types before reading data (:meth:`CheckpointReader.infos`) and hands out
@@ -9,14 +10,16 @@ Errors are :class:`CheckpointError` subclasses whose messages name the file and 
 """
 
 from ..host_memory import drop_file_pages
-from .diffusers import ConvertedReader, DiffusersReader, key_group, transformer_folder
+from .converted import ConvertedReader, key_group
 from .errors import (
     CheckpointError,
     CorruptCheckpointError,
     MissingScaleMapError,
     UnsafeCheckpointError,
     WrongModelError,
+    wrong_model,
 )
+from .folder import FolderReader, model_folder
 from .fp8_map import (
     ScaleMappedReader,
     find_scale_map,
@@ -28,8 +31,16 @@ from .fp8_map import (
 from .gguf_file import GGUFReader
 from .load_weights import check_shapes, load_weights
 from .open_file import open_checkpoint, sniff_format
-from .reader import DIT_PREFIXES, CheckpointReader, StateDictReader, TensorInfo, find_prefix
-from .safetensors_file import SafetensorsReader
+from .reader import (
+    DIT_PREFIXES,
+    CheckpointReader,
+    KeyMappedReader,
+    StateDictReader,
+    TensorInfo,
+    find_prefix,
+    plain_tensor,
+)
+from .safetensors_file import WEIGHT_SCALE_SUFFIXES, SafetensorsReader
 from .torch_file import TorchReader
 
 __all__ = [
@@ -38,14 +49,16 @@ __all__ = [
     "CheckpointReader",
     "ConvertedReader",
     "CorruptCheckpointError",
-    "DiffusersReader",
+    "FolderReader",
     "GGUFReader",
+    "KeyMappedReader",
     "MissingScaleMapError",
     "SafetensorsReader",
     "StateDictReader",
     "ScaleMappedReader",
     "TensorInfo",
     "TorchReader",
+    "WEIGHT_SCALE_SUFFIXES",
     "UnsafeCheckpointError",
     "WrongModelError",
     "check_shapes",
@@ -55,10 +68,12 @@ __all__ = [
     "key_group",
     "load_scale_map",
     "load_weights",
+    "model_folder",
     "needs_scale_map",
     "open_checkpoint",
+    "plain_tensor",
     "scale_map_candidates",
     "sniff_format",
-    "transformer_folder",
     "with_scale_map",
+    "wrong_model",
 ]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ..identify import MODEL_LOADER, ModelKind
 from ..quant import StoredWeight
 from ..quant.fp8 import is_fp8, looks_prescaled
-from .errors import CheckpointError, MissingScaleMapError
-from .reader import CheckpointReader, TensorInfo
-from .safetensors_file import SafetensorsReader
-from .torch_file import ZIP_MAGIC, TorchReader
+from .errors import CheckpointError, MissingScaleMapError, wrong_model
+from .open_file import open_checkpoint
+from .reader import CheckpointReader, TensorInfo, WrappedReader
 
 MAP_SUFFIXES = (".pt", ".safetensors", ".pth")
 
@@ -60,15 +60,18 @@ def find_scale_map(weights_path: str | Path, explicit: str | Path | None = None)
 def load_scale_map(path: str | Path) -> dict[str, torch.Tensor]:
     """``{module name: float32 scalar}`` from a ``.pt`` (weights only) or ``.safetensors`` scale map."""
     path = Path(path)
-    with open(path, "rb") as file:
-        zipped_or_pickle = file.read(4) == ZIP_MAGIC or path.suffix in (".pt", ".pth")
-    reader = TorchReader(path, prefixes=()) if zipped_or_pickle else SafetensorsReader(path, prefixes=())
+    reader = open_checkpoint(path, prefixes=(), architecture=None)
     scales = {}
     for key, info in reader.infos().items():
         if len(info.shape) > 1 or (info.shape and info.shape[0] != 1):
-            raise CheckpointError(
-                f"'{path.name}' is not an FP8 scale map: '{key}' holds a tensor of shape {list(info.shape)}, "
-                "where a scale map has one number per layer."
+            shapes = {key: info.shape for key, info in reader.infos().items()}
+            raise wrong_model(
+                reader.describe(),
+                shapes,
+                "an FP8 scale map",
+                ModelKind.FP8_SCALE_MAP,
+                MODEL_LOADER,
+                hint=f"'{key}' holds a tensor of shape {list(info.shape)}, where a scale map has one number per layer.",
             )
         scale = reader.load(key).data.float().reshape(())
         if not torch.isfinite(scale) or scale <= 0:
@@ -79,7 +82,7 @@ def load_scale_map(path: str | Path) -> dict[str, torch.Tensor]:
     return scales
 
 
-class ScaleMappedReader(CheckpointReader):
+class ScaleMappedReader(WrappedReader):
     """``reader``'s tensors with Tencent's per-layer scales attached to the FP8 weights.
 
     Every FP8 weight must have a scale and every scale an FP8 weight; a mismatch means the map
@@ -87,14 +90,7 @@ class ScaleMappedReader(CheckpointReader):
     """
 
     def __init__(self, reader: CheckpointReader, scales: Mapping[str, torch.Tensor], map_path: str | Path) -> None:
-        self._reader = reader
-        self.path, self.container, self.prefix, self.metadata = (
-            reader.path,
-            reader.container,
-            reader.prefix,
-            reader.metadata,
-        )
-        self.notes = [*reader.notes, f"scale map '{Path(map_path).name}'"]
+        super().__init__(reader, f"scale map '{Path(map_path).name}'")
         fp8_layers = {
             key.removesuffix(".weight")
             for key, info in reader.infos().items()
@@ -119,9 +115,6 @@ class ScaleMappedReader(CheckpointReader):
             key: TensorInfo(info.shape, f"{info.storage} scaled") if key in self._scales else info
             for key, info in reader.infos().items()
         }
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         stored = self._reader.load(key)

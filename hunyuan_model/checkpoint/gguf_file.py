@@ -1,4 +1,4 @@
-"""GGUF files (city96's HunyuanVideo quantizations: architecture ``hyvid``, Tencent keys).
+"""GGUF files (city96's HunyuanVideo quantizations: architecture ``hyvid``, Tencent keys; llama.cpp text encoders).
 
 Read with the ``gguf`` package (imported here, lazily), memory-mapped copy-on-write; quantized
 tensors stay raw block bytes until dequantized. GGUF stores dimensions innermost first, so the
@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -43,7 +42,7 @@ class GGUFReader(CheckpointReader):
     ) -> None:
         self.path = Path(path)
         reader = _open(self.path)
-        self.metadata = {name: field.contents() for name, field in reader.fields.items() if _is_text(field)}
+        self.metadata = {name: field.contents() for name, field in reader.fields.items() if _is_scalar(field)}
         self.architecture = self.metadata.get("general.architecture")
         if architecture is not None and self.architecture not in (None, architecture):
             raise WrongModelError(_other_architecture(self.path, self.architecture, architecture))
@@ -60,9 +59,6 @@ class GGUFReader(CheckpointReader):
             key: TensorInfo(self._shapes[key], _storage_name(GGMLType(int(t.tensor_type))))
             for key, t in self._tensors.items()
         }
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         tensor = self._tensors.get(key)
@@ -96,20 +92,21 @@ def _logical_shape(reader, tensor) -> tuple[int, ...]:
     return tuple(int(v) for v in reversed(tensor.shape.tolist()))
 
 
-def _is_text(field) -> bool:
+def _is_scalar(field) -> bool:
+    """A single string or number (``general.architecture``, ``llama.attention.head_count``), not an array."""
     import gguf
 
-    return len(field.types) == 1 and field.types[0] == gguf.GGUFValueType.STRING
+    return len(field.types) == 1 and field.types[0] != gguf.GGUFValueType.ARRAY
 
 
 def _other_architecture(path: Path, found: str, wanted: str) -> str:
-    kind = GGUF_ARCHITECTURES.get(found)
+    kind, wanted_kind = GGUF_ARCHITECTURES.get(found), GGUF_ARCHITECTURES[wanted]
     message = (
         f"'{path.name}' is a GGUF file for architecture '{found}', {kind.what if kind else 'another model family'}; "
-        f"this loader needs a HunyuanVideo transformer GGUF (architecture '{wanted}')."
+        f"this loader needs {wanted_kind.what} as GGUF (architecture '{wanted}')."
     )
-    if kind is not None and kind.loader is not None:  # a model of this pack, in a format its loader does not read
-        message += f" {kind.loader} reads it from .safetensors files, not GGUF."
+    if kind is not None and kind.loader is not None:  # a model of this pack, picked in another loader
+        message += f" Load it with {kind.loader} from models/{kind.loader.folder}."
     return message
 
 

@@ -65,9 +65,11 @@ class CheckpointReader(ABC):
     notes: list[str]  # what was found on the way: wrapper key, prefix, markers; for messages and logs
     metadata: dict[str, str]
 
-    @abstractmethod
+    _infos: Mapping[str, TensorInfo]
+
     def infos(self) -> Mapping[str, TensorInfo]:
         """Every tensor key (prefix stripped) with its shape and storage, in file order."""
+        return self._infos
 
     @abstractmethod
     def load(self, key: str) -> StoredWeight:
@@ -113,9 +115,6 @@ class StateDictReader(CheckpointReader):
             for key, value in self._tensors.items()
         }
 
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
-
     def load(self, key: str) -> StoredWeight:
         if key not in self._tensors:
             raise self.missing_key(key)
@@ -123,6 +122,49 @@ class StateDictReader(CheckpointReader):
 
     def describe(self) -> str:
         return f"the state dict '{self.path.name}'"
+
+
+class WrappedReader(CheckpointReader):
+    """Another reader's file seen differently (keys renamed or converted, scales attached): the file,
+    container, prefix and metadata stay ``reader``'s; ``note`` (if any) says what changed."""
+
+    def __init__(self, reader: CheckpointReader, note: str | None = None) -> None:
+        self._reader = reader
+        self.path, self.container, self.prefix, self.metadata = (
+            reader.path,
+            reader.container,
+            reader.prefix,
+            reader.metadata,
+        )
+        self.notes = [*reader.notes, note] if note else list(reader.notes)
+
+
+class KeyMappedReader(WrappedReader):
+    """The tensors ``keys`` names (model key -> key in ``reader``) and no others, under the model's names.
+
+    How a loader reads one part of a file in its own names: the LLM inside a LLaVA folder, the CLIP
+    text tower under ``text_model.``.
+    """
+
+    def __init__(self, reader: CheckpointReader, keys: Mapping[str, str], note: str | None = None) -> None:
+        super().__init__(reader, note)
+        self._keys = dict(keys)
+        found = reader.infos()
+        self._infos = {key: found[stored] for key, stored in self._keys.items() if stored in found}
+
+    def load(self, key: str) -> StoredWeight:
+        if key not in self._infos:
+            raise self.missing_key(key)
+        return self._reader.load(self._keys[key])
+
+    def release(self, key: str) -> None:
+        if key in self._infos:
+            self._reader.release(self._keys[key])
+
+
+def plain_tensor(stored: StoredWeight) -> torch.Tensor:
+    """A stored weight as an ordinary tensor: as stored when bf16/fp16/fp32, else dequantized to float32."""
+    return stored.data if stored.is_plain_float else stored.dense(torch.float32)
 
 
 # Private copy-on-write mappings hand torch writable buffers without copying, except on Windows,

@@ -7,7 +7,10 @@ of one private file mapping (pages load on first touch; :meth:`release` drops th
 ComfyUI "scaled FP8" files carry a marker tensor ``scaled_fp8`` and, per FP8 layer,
 ``<layer>.scale_weight`` (float32 scalar; ``W = W8 * scale_weight``) and sometimes
 ``<layer>.scale_input`` (a static activation scale this pack does not need: it scales activations
-per call). The marker and scales are not keys of the reader; each scale rides on its weight.
+per call). Newer ComfyUI quantized files (``comfy/utils.py:1388`` converts the old names to them,
+ComfyUI 0.19) say ``<layer>.weight_scale`` and ``<layer>.input_scale`` plus a ``<layer>.comfy_quant``
+JSON tensor. :data:`WEIGHT_SCALE_SUFFIXES` and :data:`AUXILIARY_SUFFIXES` are the one table of these
+names for every model. The marker and scales are not keys of the reader; each scale rides on its weight.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import math
 import mmap
 import struct
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -42,7 +44,8 @@ DTYPES = {
     "BOOL": torch.bool,
 }
 SCALED_FP8_MARKER = "scaled_fp8"
-_SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+WEIGHT_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+AUXILIARY_SUFFIXES = (*WEIGHT_SCALE_SUFFIXES, ".scale_input", ".input_scale", ".comfy_quant")
 
 
 def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
@@ -123,15 +126,16 @@ class SafetensorsReader(CheckpointReader):
         self._infos = {key: self._info(stored) for key, stored in self._keys.items()}
 
     def _is_auxiliary(self, key: str) -> bool:
-        return key.endswith(_SCALE_SUFFIXES) or key.rpartition(".")[2] == SCALED_FP8_MARKER
+        return key.endswith(AUXILIARY_SUFFIXES) or key.rpartition(".")[2] == SCALED_FP8_MARKER
 
     def _marker(self) -> dict | None:
         return self._entries.get(self.prefix + SCALED_FP8_MARKER, self._entries.get(SCALED_FP8_MARKER))
 
     def _scale_key(self, stored_key: str) -> str | None:
         base, _, leaf = stored_key.rpartition(".")
-        scale_key = f"{base}.scale_weight"
-        return scale_key if leaf == "weight" and scale_key in self._entries else None
+        if leaf != "weight":
+            return None
+        return next((base + suffix for suffix in WEIGHT_SCALE_SUFFIXES if base + suffix in self._entries), None)
 
     def _info(self, stored_key: str) -> TensorInfo:
         entry = self._entries[stored_key]
@@ -139,9 +143,6 @@ class SafetensorsReader(CheckpointReader):
         if self._scale_key(stored_key):
             storage += " scaled"
         return TensorInfo(tuple(entry["shape"]), storage)
-
-    def infos(self) -> Mapping[str, TensorInfo]:
-        return self._infos
 
     def load(self, key: str) -> StoredWeight:
         stored_key = self._keys.get(key)

@@ -36,11 +36,15 @@ def load_weights_only(path: Path) -> tuple[object, bool]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped), zipped
     except pickle.UnpicklingError as error:
+        # torch's message advises retrying with weights_only=False: never pass that on.
         needs = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f"it references {needs.group(1)}" if needs else "it contains objects other than tensors"
+        if needs is None:  # an opcode the safe unpickler does not know: bytes that are no pickle
+            raise CorruptCheckpointError(
+                f"'{path}' is truncated or damaged: it starts like a PyTorch pickle but cannot be read as one."
+            ) from None
         raise UnsafeCheckpointError(
-            f"'{path}' is a pickle that needs code to load ({what}); model files that run code are refused "
-            "for safety. Use a .safetensors version of this model."
+            f"'{path}' is a pickle that needs code to load (it references {needs.group(1)}); model files that "
+            "run code are refused for safety. Use a .safetensors version of this model."
         ) from None
     except RuntimeError as error:
         missing = re.search(r"failed locating file ([^\s:]+)", str(error))

@@ -8,6 +8,7 @@ then only the video part is rotated by RoPE. Every block is called as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,10 +21,15 @@ from .rope import rotate_video_tokens_
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """How a forward attends: the kernel name and the ``[B, L]`` real-token mask (None = no padding)."""
+    """How a forward attends: the kernel name and the ``[B, L]`` real-token mask (None = no padding).
+
+    ``enhance``, when set (by a runner, see :mod:`hunyuan_model.extras`), maps the video tokens' rotated
+    ``q, k`` to a ``[B, 1, 1]`` factor that scales their attention output (Enhance-A-Video).
+    """
 
     backend: str = "sdpa"
     token_mask: torch.Tensor | None = None
+    enhance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,6 +64,7 @@ class DoubleStreamBlock(nn.Module):
         txt_mod = self.txt_mod(vec)
         img_q, img_k, img_v = self._qkv("img", img, img_mod)
         img_q, img_k = rotate_video_tokens_(img_q, *rope), rotate_video_tokens_(img_k, *rope)
+        boost = attn.enhance(img_q, img_k) if attn.enhance is not None else None
         txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod)
         q = torch.cat((img_q, txt_q), dim=1)
         del img_q, txt_q
@@ -68,6 +75,8 @@ class DoubleStreamBlock(nn.Module):
         out = attention(q, k, v, attn.token_mask, attn.backend)
         del q, k, v
         n_img = img.shape[1]
+        if boost is not None:
+            out[:, :n_img] *= boost.to(out.dtype)
         img = self._residual("img", img, out[:, :n_img], img_mod)
         txt = self._residual("txt", txt, out[:, n_img:], txt_mod)
         return img, txt
@@ -108,8 +117,12 @@ class SingleStreamBlock(nn.Module):
         q, k, v = split_heads(fused[..., : 3 * c], self.heads)
         q = rotate_video_tokens_(self.q_norm(q), *rope)
         k = rotate_video_tokens_(self.k_norm(k), *rope)
+        n_img = rope[0].shape[0]
+        boost = attn.enhance(q[:, :n_img], k[:, :n_img]) if attn.enhance is not None else None
         out = attention(q, k, v, attn.token_mask, attn.backend)
         del q, k, v
+        if boost is not None:
+            out[:, :n_img] *= boost.to(out.dtype)
         # linear2 reads [attention | gelu(mlp)]: built inside linear1's output, over v, without another copy.
         torch.ops.aten.gelu_(fused[..., 3 * c :], approximate="tanh")
         fused[..., 2 * c : 3 * c] = out

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,21 +34,22 @@ from ..checkpoint import (
     needs_scale_map,
     open_checkpoint,
     with_scale_map,
+    wrong_model,
 )
 from ..identify import MODEL_LOADER, ModelKind, identify
 from ..latent import LATENT_CHANNELS
-from ..quant import GGMLType, WeightStorage, keeps_base_precision
+from ..quant import DIT_STORAGE, GGMLType, WeightStorage, keeps_base_precision
 from ..quant.fp8 import FP8_DTYPES
-from ..quant.ggml_types import BLOCK_LAYOUTS, FLOAT_TYPES
+from ..quant.ggml_types import BLOCK_LAYOUTS, QUANTIZED_NAMES
 from .config import DiTConfig
 from .diffusers_keys import diffusers_to_tencent, is_diffusers_dit
-from .model import HunyuanVideoTransformer
+from .model import HunyuanVideoTransformer, check_dtype
+from .weights import fitting_model
 
 log = logging.getLogger("HunyuanVideo")
 
 Progress = Callable[[int, int], None]
 
-_QUANTIZED_GGUF = {t.name for t in GGMLType if t not in FLOAT_TYPES}
 _FP8_NAMES = {str(dtype).removeprefix("torch.") for dtype in FP8_DTYPES}
 
 
@@ -58,6 +59,8 @@ class TransformerFile:
 
     reader: CheckpointReader  # Tencent keys, scales attached
     config: DiTConfig
+    # The DiT built on meta when the keys were checked; the first load fills it (no second build).
+    skeleton: list[HunyuanVideoTransformer] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def description(self) -> str:
@@ -66,14 +69,14 @@ class TransformerFile:
 
     def weight_bytes(self, storage: WeightStorage | str, base_dtype: torch.dtype = torch.bfloat16) -> int:
         """Bytes the loaded weights take with ``storage`` and ``base_dtype`` (for making room first)."""
-        storage = WeightStorage(storage)
+        storage = DIT_STORAGE.pick(storage)
         total = 0
         for key, info in self.reader.infos().items():
             numel = math.prod(info.shape)
             stored = info.storage.removesuffix(" scaled")
             if keeps_base_precision(key):
                 total += numel * base_dtype.itemsize
-            elif stored in _QUANTIZED_GGUF:
+            elif stored in QUANTIZED_NAMES:
                 layout = BLOCK_LAYOUTS[GGMLType[stored]]
                 total += numel // layout.block_size * layout.type_size
             elif stored in _FP8_NAMES or storage is not WeightStorage.AS_STORED:
@@ -91,20 +94,16 @@ class TransformerFile:
         progress: Progress | None = None,
     ) -> HunyuanVideoTransformer:
         """Build the DiT on ``meta`` and fill it (see :func:`load_transformer` for the arguments)."""
-        storage = WeightStorage(storage)
-        model = HunyuanVideoTransformer(self.config, dtype=base_dtype, device="meta", attention=attention)
-        self._check_storage(storage)
+        storage = DIT_STORAGE.pick(storage)
+        check_dtype(base_dtype)
+        if self.skeleton:
+            model = self.skeleton.pop().to(base_dtype)
+            model.attention_backend = attention
+        else:
+            model = HunyuanVideoTransformer(self.config, dtype=base_dtype, device="meta", attention=attention)
         load_weights(model, self.reader, storage, device, progress)
         log.info("HunyuanVideo DiT loaded from %s, weights %s, %s", self.description, storage.value, base_dtype)
         return model.eval()
-
-    def _check_storage(self, storage: WeightStorage) -> None:
-        quantized = sorted({i.storage for i in self.reader.infos().values()} & _QUANTIZED_GGUF)
-        if quantized and storage is not WeightStorage.AS_STORED:
-            raise CheckpointError(
-                f"{self.description} is quantized ({', '.join(quantized)}); weight storage {storage.value} would "
-                "dequantize and quantize it again, losing quality and saving nothing. Choose as_stored for GGUF files."
-            )
 
 
 def open_transformer(
@@ -134,11 +133,13 @@ def open_transformer(
     if scale_map is not None or needs_scale_map(reader):
         reader = with_scale_map(reader, scale_map)
     try:
-        config = DiTConfig.from_state_dict(reader.infos())
+        model = fitting_model(reader.infos(), source=reader.describe())
+    except CheckpointError:
+        raise
     except ValueError as error:
         raise CheckpointError(f"{reader.describe()}: {error}") from None
-    _refuse_other_latents(reader, config)
-    return TransformerFile(reader, config)
+    _refuse_other_latents(reader, model.config)
+    return TransformerFile(reader, model.config, [model])
 
 
 def load_transformer(
@@ -171,9 +172,14 @@ def _refuse_other_models(reader: CheckpointReader) -> None:
     kind = identify(shapes, reader.prefix)
     # Image-to-video DiTs are refused once their config is known, with their channel counts.
     if kind not in (None, ModelKind.HUNYUAN_DIT, ModelKind.HUNYUAN_DIT_I2V):
-        raise WrongModelError(
-            f"{reader.describe()} looks like {kind.what}, not a HunyuanVideo transformer: {kind.advice(MODEL_LOADER)}. "
-            "The model loader takes the transformer (DiT) from models/diffusion_models."
+        raise wrong_model(
+            reader.describe(),
+            shapes,
+            "a HunyuanVideo transformer",
+            ModelKind.HUNYUAN_DIT,
+            MODEL_LOADER,
+            reader.prefix,
+            "The model loader takes the transformer (DiT) from models/diffusion_models.",
         )
 
 

@@ -84,6 +84,16 @@ class HunyuanVideoTransformer(nn.Module):
         self.final_layer = FinalLayer(c.hidden_size, c.patch_features, **factory)
         self.requires_grad_(False)
 
+    def _apply(self, fn, recurse: bool = True):
+        """``.float()``, ``.to(torch.float32)``, ``.bfloat16()``: the compute dtype follows the weights.
+
+        ``img_in`` is never quantized (:func:`~..quant.keeps_base_precision`), so its dtype is the
+        base precision whatever the block Linears hold.
+        """
+        super()._apply(fn, recurse)
+        self.compute_dtype = self.img_in.proj.weight.dtype
+        return self
+
     @property
     def attention_backend(self) -> str:
         """The attention kernel name (see :data:`hunyuan_model.attention.ATTENTION_BACKENDS`)."""

@@ -1,4 +1,4 @@
-"""The DiT's expected tensors, and random weights for tests and tiny demo checkpoints.
+"""The DiT a set of tensors fits, its expected tensors, and random weights for tests and tiny demo checkpoints.
 
 Loading real weights is :func:`hunyuan_model.checkpoint.load_weights` (from a reader or a state
 dict) and, for files, :func:`.loading.load_transformer`.
@@ -7,18 +7,34 @@ dict) and, for files, :func:`.loading.load_transformer`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
+from ..checkpoint import check_shapes
 from .config import DiTConfig
+from .model import HunyuanVideoTransformer
 
 
 def expected_shapes(config: DiTConfig) -> dict[str, tuple[int, ...]]:
     """Tencent key -> shape of every tensor of the DiT described by ``config`` (built on ``meta``)."""
-    from .model import HunyuanVideoTransformer
-
     model = HunyuanVideoTransformer(config, dtype=torch.float32, device="meta")
     return {key: tuple(t.shape) for key, t in model.state_dict().items()}
+
+
+def fitting_model(
+    shapes: Mapping[str, Any], dtype: torch.dtype = torch.bfloat16, source: str = "the state dict"
+) -> HunyuanVideoTransformer:
+    """The DiT on ``meta`` whose tensors are exactly ``shapes`` (keys to tensors, sizes or infos), built once.
+
+    The config is inferred (:meth:`DiTConfig.from_state_dict`), the model built, and every key and
+    shape compared (:func:`~..checkpoint.check_shapes`, which lists what differs, naming ``source``).
+    A loader fills this very model, so config validation and loading build the DiT once.
+    """
+    model = HunyuanVideoTransformer(DiTConfig.from_state_dict(shapes), dtype=dtype, device="meta")
+    check_shapes(model.state_dict(), shapes, source)
+    return model
 
 
 def init_random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

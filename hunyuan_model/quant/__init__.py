@@ -4,9 +4,12 @@
   (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
 - :class:`StoredWeight` is a tensor as a file stores it (plain, FP8 + scale, GGUF blocks).
 - :func:`keeps_base_precision` is the one rule for which parameters may be quantized.
-- :class:`CastLinear`, :class:`ScaledMMLinear`, :class:`GGUFLinear` replace ``nn.Linear``;
-  :func:`make_linear` picks one for a :class:`WeightStorage`; :func:`swap_linears`,
-  :func:`assign_tensor` and :func:`meta_tensors` fill a model built on ``meta``.
+- :class:`CastLinear`, :class:`ScaledMMLinear`, :class:`GGUFLinear` replace ``nn.Linear`` in
+  every model (DiT, LLM); :func:`make_linear` picks one for a :class:`WeightStorage`;
+  :func:`swap_linears`, :func:`assign_tensor` and :func:`meta_tensors` fill a model built on ``meta``.
+- :class:`StorageChoices`: the storages each model's loader offers (:data:`DIT_STORAGE`,
+  :data:`LLM_STORAGE`, :data:`CLIP_STORAGE`, :data:`VAE_STORAGE`), under the names its node shows.
+- :mod:`.nf4`: bitsandbytes 4-bit storage, optional (CUDA only).
 """
 
 from .dequant import dequantize
@@ -20,11 +23,25 @@ from .fp8 import (
 )
 from .ggml_types import GGMLType, UnsupportedQuantTypeError, ggml_type
 from .linear import CastLinear, GGUFLinear, ScaledMMLinear
-from .policy import WeightStorage, keeps_base_precision, quantizable_linears
+from .policy import (
+    CLIP_STORAGE,
+    DIT_STORAGE,
+    LLM_STORAGE,
+    VAE_STORAGE,
+    StorageChoices,
+    WeightStorage,
+    keeps_base_precision,
+    quantizable_linears,
+)
 from .stored import StoredWeight
 from .swap import assign_tensor, make_linear, meta_tensors, swap_linears
 
 __all__ = [
+    "CLIP_STORAGE",
+    "DIT_STORAGE",
+    "LLM_STORAGE",
+    "VAE_STORAGE",
+    "StorageChoices",
     "CastLinear",
     "GGMLType",
     "GGUFLinear",

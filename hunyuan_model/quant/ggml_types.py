@@ -54,6 +54,8 @@ BLOCK_LAYOUTS: dict[GGMLType, BlockLayout] = {
 }
 
 FLOAT_TYPES = frozenset({GGMLType.F32, GGMLType.F16, GGMLType.BF16})
+# Storage names (TensorInfo.storage) of block-quantized GGUF tensors: "Q4_K", "Q8_0", ...
+QUANTIZED_NAMES = frozenset(t.name for t in GGMLType if t not in FLOAT_TYPES)
 SUPPORTED_NAMES = ", ".join(t.name for t in GGMLType)
 
 

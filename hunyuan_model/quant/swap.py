@@ -23,8 +23,9 @@ from .stored import StoredWeight
 def make_linear(stored: StoredWeight, storage: WeightStorage, base_dtype: torch.dtype) -> nn.Module:
     """A bias-less Linear-like module holding ``stored`` (an ``[out, in]`` weight) the way ``storage`` says.
 
-    ``AS_STORED``: GGUF blocks -> :class:`GGUFLinear`, FP8 -> :class:`CastLinear` (scale kept), float
-    -> ``nn.Linear`` in ``base_dtype``. The FP8 choices convert float weights (one layer at a time,
+    ``DEFAULT``: GGUF blocks -> :class:`GGUFLinear`, anything else dense (FP8 dequantized with its
+    scale) -> ``nn.Linear`` in ``base_dtype``. ``AS_STORED``: GGUF blocks -> :class:`GGUFLinear`, FP8
+    -> :class:`CastLinear` (scale kept), float -> ``nn.Linear`` in ``base_dtype``. The FP8 choices convert float weights (one layer at a time,
     so only one layer's temporaries exist at once) and keep FP8 weights as they are, scale
     included; ``FP8_E4M3FN_FAST`` makes a :class:`ScaledMMLinear` (re-scaling e5m2 weights to
     e4m3fn). GGUF weights with an FP8 choice are refused: they are quantized already.
@@ -33,12 +34,16 @@ def make_linear(stored: StoredWeight, storage: WeightStorage, base_dtype: torch.
     if len(stored.shape) != 2:
         raise ValueError(f"a Linear weight is 2-D, got shape {list(stored.shape)}")
     if stored.qtype is not None and stored.qtype not in FLOAT_TYPES:
-        if storage is not WeightStorage.AS_STORED:
+        if storage not in (WeightStorage.AS_STORED, WeightStorage.DEFAULT):
             raise ValueError(
                 f"weight storage {storage.value} would dequantize these {stored.qtype.name} GGUF weights and "
                 "quantize them again, losing quality and saving nothing; choose as_stored for GGUF files."
             )
         return GGUFLinear.from_blocks(stored.data, stored.qtype, stored.shape)
+    if storage is WeightStorage.DEFAULT:
+        return _dense_linear(stored.dense(base_dtype))
+    if storage is WeightStorage.NF4:
+        raise ValueError("nf4 storage is applied after a default load (quant.nf4.use_nf4_linears), not per weight")
     if is_fp8(stored.data.dtype):
         return _from_fp8(stored, storage)
     weight = stored.dense(base_dtype) if stored.qtype is not None or stored.scale is not None else stored.data

@@ -13,12 +13,14 @@ import torch
 
 from ..conditioning import TextEmbeds
 from ..dit.config import DiTConfig
+from ..extras.extend import HeldFrames
+from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
 from ..latent import VAE_SCALING_FACTOR
 from .euler import StepCallback
 from .hooks import model_hooks
 from .noise import add_noise, seeded_noise
-from .schedule import check_schedule_settings, check_sigmas, flow_sigmas
+from .schedule import check_schedule_settings, check_sigmas, flow_sigmas, timesteps
 from .solvers import check_solver, solve
 from .velocity import GuidedVelocity
 
@@ -114,6 +116,7 @@ def sample(
     batch_cfg: bool = True,
     offload_after: bool = False,
     on_step: StepCallback | None = None,
+    hold_frames: int = 0,
 ) -> torch.Tensor:
     """Denoise raw VAE latents ``latent`` [B, 16, T, H, W]; returns raw VAE latents, float32 on the CPU.
 
@@ -122,18 +125,25 @@ def sample(
     follows the seed rule in :mod:`.noise` (``batch_index`` as in ComfyUI's LATENT). The model is used
     only inside ``handle.running``, which restores its placement even when ``on_step`` raises (cancel);
     ``offload_after`` moves it off the compute device at the end. ``batch_cfg`` runs true CFG's two
-    prompts in one forward. The handle's ``step_cache`` and ``compile`` wrap the model for this run only.
+    prompts in one forward. The handle's ``options`` (RIFLEx, context windows, ...) apply, see
+    :mod:`hunyuan_model.extras`. ``hold_frames`` keeps the first frames of ``latent`` on their noising
+    path, so they end as they came in (extending a video: :mod:`hunyuan_model.extras.extend`). The handle's
+    ``step_cache`` and ``compile`` wrap the model for this run only (:mod:`.hooks`).
     """
     settings = settings or SamplerSettings()
     check_inputs(handle, embeds, latent)
     sigmas = settings.schedule()
     noise = seeded_noise(latent.shape, seed, batch_index)
-    with handle.running(tuple(latent.shape), offload_after=offload_after) as model:
+    with handle.running(forward_shape(handle.options, latent.shape), offload_after=offload_after) as model:
         device = handle.compute_device
         clean = latent.to(device, torch.float32) * VAE_SCALING_FACTOR
-        x = add_noise(clean, noise.to(device), sigmas[0])
-        del clean
+        noise = noise.to(device)
+        x = add_noise(clean, noise, sigmas[0])
         velocity = GuidedVelocity(model, embeds, latent.shape[0], device, settings.guidance, batch_cfg)
-        with model_hooks(handle, model, len(sigmas) - 1, tuple(latent.shape)) as hooked:
-            x = solve(settings.solver, hooked(velocity), x, sigmas, on_step)
+        with applied(handle.options, model, velocity, timesteps(sigmas)) as velocity:
+            if hold_frames:
+                velocity = HeldFrames(velocity, clean[:, :, :hold_frames], noise[:, :, :hold_frames])
+            del clean, noise
+            with model_hooks(handle, model, len(sigmas) - 1, tuple(latent.shape)) as hooked:
+                x = solve(settings.solver, hooked(velocity), x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()

@@ -91,15 +91,23 @@ class GuidedVelocity:
         return 1 if self.negative is None else 2
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.negative is None:
-            return self._forward(x, t, self.positive)
-        if self.joint is not None:
-            uncond, cond = self._forward(torch.cat((x, x)), t, self.joint).chunk(2)
-        else:
-            cond = self._forward(x, t, self.positive)
-            uncond = self._forward(x, t, self.negative)
+        cond, uncond = self.predictions(x, t)
+        if uncond is None:
+            return cond
         return uncond + self.cfg_scale * (cond - uncond)
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor, prompts: PromptBatch) -> torch.Tensor:
+    def predictions(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The positive prompt's velocity and the negative prompt's (None without true CFG)."""
+        if self.negative is None:
+            return self.prompt_velocity(x, t, self.positive), None
+        if self.joint is not None:
+            uncond, cond = self.prompt_velocity(torch.cat((x, x)), t, self.joint).chunk(2)
+        else:
+            cond = self.prompt_velocity(x, t, self.positive)
+            uncond = self.prompt_velocity(x, t, self.negative)
+        return cond, uncond
+
+    def prompt_velocity(self, x: torch.Tensor, t: torch.Tensor, prompts: PromptBatch) -> torch.Tensor:
+        """One forward of the DiT on ``prompts``, in float32."""
         velocity = self.model(x, t, prompts.text_states, prompts.text_mask, prompts.pooled, guidance=self.guidance)
         return velocity.float()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -61,6 +61,15 @@ class HunyuanTextEncoder:
     def memory_bytes(self) -> int:
         """Bytes the weights take on a device (what must fit before :meth:`to` a GPU)."""
         return module_bytes(self.llm) + module_bytes(self.clip) if self.loaded else 0
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Both models' parameters (none while released), so a placement can size and locate them."""
+        for model in (self.llm, self.clip) if self.loaded else ():
+            yield from model.parameters()
+
+    def buffers(self) -> Iterator[torch.Tensor]:
+        for model in (self.llm, self.clip) if self.loaded else ():
+            yield from model.buffers()
 
     def to(self, device: torch.device | str) -> HunyuanTextEncoder:
         self._device = torch.device(device)

@@ -1,4 +1,4 @@
-"""State-dict layouts of the HunyuanVideo VAE; files that are something else are named (``..identify``).
+"""State-dict layouts of the HunyuanVideo VAE (files that are something else are named by the loader).
 
 This package's module names are Tencent's checkpoint keys (``pytorch_model.pt``, kijai's and
 Comfy-Org's ``hunyuan_video_vae_bf16.safetensors``), which diffusers' ``AutoencoderKLHunyuanVideo``
@@ -15,11 +15,10 @@ from collections.abc import Mapping
 
 import torch
 
-from ..identify import VAE_LOADER, identify
 from .config import NUM_BLOCKS
 
 WRAPPERS = ("state_dict", "module", "model")
-_MARKER = "decoder.conv_in.conv.weight"
+MARKER = "decoder.conv_in.conv.weight"
 
 # (ComfyUI pattern, our replacement), applied in order to every key.
 _COMFY_RENAMES = [
@@ -41,12 +40,12 @@ def _up(comfy_index: str) -> int:
     return NUM_BLOCKS - 1 - int(comfy_index)  # ComfyUI counts decoder blocks from the full-resolution end
 
 
-def canonical_state_dict(state: Mapping, source: str = "the file") -> dict[str, torch.Tensor]:
-    """Weights in this package's layout, from any layout above; a clear error for anything else."""
+def canonical_state_dict(state: Mapping) -> dict[str, torch.Tensor] | None:
+    """Weights in this package's layout, from any layout above; None when ``state`` holds no HunyuanVideo VAE."""
     state = _unwrap(state)
-    prefix = next((k.removesuffix(_MARKER) for k in state if isinstance(k, str) and k.endswith(_MARKER)), None)
+    prefix = next((k.removesuffix(MARKER) for k in state if isinstance(k, str) and k.endswith(MARKER)), None)
     if prefix is None:
-        raise ValueError(_not_a_vae(state, source))
+        return None
     state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if "decoder.mid.block_1.norm1.weight" in state:
         state = {_rename(k, _COMFY_RENAMES): _attention_matrix(k, v) for k, v in state.items()}
@@ -78,15 +77,3 @@ def _modern_attention_name(key: str) -> str:
     if match is None:
         return key
     return key.replace(f".{match[1]}.", f".{_OLD_ATTENTION[match[1]]}.")
-
-
-def _not_a_vae(state: Mapping, source: str) -> str:
-    keys = [k for k in state if isinstance(k, str)]
-    kind = identify({k: tuple(v.shape) for k, v in state.items() if isinstance(k, str) and hasattr(v, "shape")})
-    found = f"it is {kind.what}; {kind.advice(VAE_LOADER)}." if kind else "no VAE weights were found in it."
-    sample = ", ".join(keys[:3]) or "(no tensors)"
-    return (
-        f"{source} is not a HunyuanVideo VAE: {found} "
-        f"A HunyuanVideo VAE has keys like '{_MARKER}' (Tencent's vae/pytorch_model.pt, or "
-        f"hunyuan_video_vae_bf16.safetensors from kijai or Comfy-Org); this file's first keys are: {sample}."
-    )

@@ -1,4 +1,8 @@
-"""Loading VAE weights from a file: safetensors (memory-mapped) or a PyTorch checkpoint (weights only)."""
+"""Loading VAE weights through the pack's one weight pipeline (:func:`~..checkpoint.open_checkpoint`).
+
+Any file the readers take (safetensors, ``.pt``/``.ckpt`` with ``weights_only``, GGUF, a diffusers
+``AutoencoderKLHunyuanVideo`` folder) in any key layout ``keys.py`` knows; sizes are read from the weights.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +11,54 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint.safetensors_file import read_header
+from ..checkpoint import (
+    CheckpointError,
+    StateDictReader,
+    WrongModelError,
+    load_weights,
+    open_checkpoint,
+    plain_tensor,
+    wrong_model,
+)
+from ..identify import VAE_LOADER, ModelKind
 from ..latent import LATENT_CHANNELS
 from .config import VAEConfig
-from .keys import canonical_state_dict
+from .keys import MARKER, canonical_state_dict
 from .model import CausalVideoVAE
 
-SAFETENSORS = (".safetensors", ".sft")
-PICKLES = (".pt", ".pth", ".ckpt", ".bin")
-EXTENSIONS = SAFETENSORS + PICKLES
+EXTENSIONS = (".safetensors", ".sft", ".pt", ".pth", ".ckpt", ".bin", ".gguf")
 
 
 def load_vae(
     path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"
 ) -> CausalVideoVAE:
     """Build the VAE from a weight file in any supported layout (``keys.py``); sizes are read from the weights."""
-    path = Path(path)
-    state = canonical_state_dict(read_state_dict(path), source=str(path))
+    reader = open_checkpoint(Path(path), prefixes=(), architecture=None)
+    state = canonical_state_dict({key: plain_tensor(reader.load(key)) for key in reader.keys()})
+    if state is None:
+        raise wrong_model(
+            reader.describe(),
+            {key: info.shape for key, info in reader.infos().items()},
+            "a HunyuanVideo VAE",
+            ModelKind.HUNYUAN_VAE,
+            VAE_LOADER,
+            hint=f"A HunyuanVideo VAE has keys like '{MARKER}' (Tencent's vae/pytorch_model.pt, or "
+            "hunyuan_video_vae_bf16.safetensors from kijai or Comfy-Org).",
+        )
     try:
         config = VAEConfig.from_state_dict(state)
     except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"{path} has VAE weights but not the HunyuanVideo (1.0) VAE's structure ({error}). "
+        raise CheckpointError(
+            f"{reader.describe()} has VAE weights but not the HunyuanVideo (1.0) VAE's structure ({error}). "
             f"The HunyuanVideo 1.5 and HunyuanImage VAEs are different models."
         ) from None
     if config.latent_channels != LATENT_CHANNELS:
-        raise ValueError(
-            f"{path} is a VAE with {config.latent_channels}-channel latents; HunyuanVideo's has {LATENT_CHANNELS} "
-            f"(32 is HunyuanVideo 1.5's). Pick hunyuan_video_vae_bf16.safetensors or Tencent's vae/pytorch_model.pt."
+        raise WrongModelError(
+            f"{reader.describe()} is a VAE with {config.latent_channels}-channel latents; HunyuanVideo's has "
+            f"{LATENT_CHANNELS} (32 is HunyuanVideo 1.5's). Pick hunyuan_video_vae_bf16.safetensors or Tencent's "
+            "vae/pytorch_model.pt."
         )
     with torch.device("meta"):
-        vae = CausalVideoVAE(config)
-    try:
-        result = vae.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as error:  # size mismatches
-        raise ValueError(f"{path} does not match the VAE structure its sizes imply: {error}") from None
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{path} does not match the VAE structure its sizes imply ({config}): "
-            f"missing {result.missing_keys[:4]}, unexpected {result.unexpected_keys[:4]}."
-        )
-    return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
-
-
-def read_state_dict(path: Path) -> dict:
-    """Tensors of a weight file, without running any pickled code."""
-    if not path.is_file():
-        raise FileNotFoundError(f"VAE file {path} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix in SAFETENSORS:
-        from safetensors import safe_open
-
-        read_header(path)  # a truncated or damaged file is named as such, not by safetensors' bare message
-        with safe_open(path, framework="pt") as file:
-            return {key: file.get_tensor(key) for key in file.keys()}
-    if suffix in PICKLES:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # files written before torch 1.6 (not zip archives) cannot be memory-mapped
-            return torch.load(path, map_location="cpu", weights_only=True)
-    raise ValueError(f"{path}: unsupported VAE file type {suffix!r}; expected one of {', '.join(EXTENSIONS)}.")
+        vae = CausalVideoVAE(config).to(dtype)
+    load_weights(vae, StateDictReader(state, str(reader.path)), device=device, linear_weight=lambda key: False)
+    return vae.eval().requires_grad_(False)

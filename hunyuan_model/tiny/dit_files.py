@@ -4,32 +4,26 @@ No real weights exist where tests run, so :func:`random_transformer` makes a few
 ``write_*`` functions save its state dict (Tencent keys) exactly as the released files are laid
 out: Tencent's ``.pt``, Tencent's FP8 release with its scale map, safetensors with or without a
 prefix, ComfyUI's scaled FP8, kijai's plain-cast FP8, diffusers folders and files, and city96's
-GGUF. Each returns the path written; every format loads with :func:`.loading.load_transformer`.
+GGUF. Each returns the path written; every format loads with :func:`..dit.load_transformer`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ..dit import DiTConfig, HunyuanVideoTransformer, init_random_weights, tencent_to_diffusers
 from ..quant import keeps_base_precision, quantize_fp8_scaled
-from .config import DiTConfig
-from .diffusers_keys import tencent_to_diffusers
-from .model import HunyuanVideoTransformer
-from .weights import init_random_weights
+from .formats import parent_made, write_gguf_file, write_model_folder, write_safetensors_file
 
 StateDict = Mapping[str, torch.Tensor]
-# gguf-py quantizes these itself (the K types it can only read: city96 made those with llama.cpp).
-GGUF_WRITABLE = ("F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
-_GGUF_SMALL = 1024  # city96's converter keeps 1-D tensors and those of at most this many weights in F32
 
 
 def demo_config() -> DiTConfig:
-    """The tiny DiT that fits the tiny text encoders (:mod:`..text_encoder.tiny`): LLM and CLIP widths."""
+    """The tiny DiT that fits the tiny text encoders (:mod:`.text_encoder_files`): LLM and CLIP widths."""
     from ..text_encoder.config import ClipConfig, LlmConfig
 
     return DiTConfig.tiny(text_dim=LlmConfig.tiny().hidden_size, pooled_dim=ClipConfig.tiny().hidden_size)
@@ -58,7 +52,7 @@ def release_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def write_tencent_pt(state: StateDict, path: str | os.PathLike, wrapper: str | None = "module") -> Path:
     """``mp_rank_00_model_states.pt``: ``{wrapper: state}`` (``None``: a bare state dict)."""
-    path = _parent_made(path)
+    path = parent_made(path)
     torch.save(dict(state) if wrapper is None else {wrapper: dict(state)}, path)
     return path
 
@@ -67,12 +61,8 @@ def write_safetensors(
     state: StateDict, path: str | os.PathLike, prefix: str = "", dtype: torch.dtype | None = None
 ) -> Path:
     """Tencent keys under ``prefix`` (``model.diffusion_model.`` is ComfyUI's), optionally cast to ``dtype``."""
-    from safetensors.torch import save_file
-
-    path = _parent_made(path)
-    tensors = {prefix + key: (value if dtype is None else value.to(dtype)).contiguous() for key, value in state.items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    return path
+    tensors = {prefix + key: value if dtype is None else value.to(dtype) for key, value in state.items()}
+    return write_safetensors_file(tensors, path)
 
 
 def fp8_release_tensors(state: StateDict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -90,7 +80,7 @@ def fp8_release_tensors(state: StateDict) -> tuple[dict[str, torch.Tensor], dict
 
 def write_fp8_release(state: StateDict, path: str | os.PathLike) -> tuple[Path, Path]:
     """Tencent's ``*_fp8.pt`` (``{"module": ...}``) and, beside it, its ``*_fp8_map.pt``."""
-    path = _parent_made(path)
+    path = parent_made(path)
     weights, scales = fp8_release_tensors(state)
     torch.save({"module": weights}, path)
     map_path = path.with_name(path.name.replace(".pt", "_map.pt"))
@@ -115,26 +105,18 @@ def write_fp8_cast(state: StateDict, path: str | os.PathLike, dtype: torch.dtype
 def write_diffusers(state: StateDict, path: str | os.PathLike, shards: int = 1) -> Path:
     """A diffusers ``HunyuanVideoTransformer3DModel``: a folder with ``config.json`` and ``shards``
     safetensors files (an index when more than one), or one ``.safetensors`` file when ``path`` ends so."""
-    from safetensors.torch import save_file
-
     path = Path(path)
-    tensors = {key: value.contiguous() for key, value in tencent_to_diffusers(state).items()}
+    tensors = tencent_to_diffusers(state)
     if path.suffix == ".safetensors":
         return write_safetensors(tensors, path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(_diffusers_config(state), indent=2))
     keys = list(tensors)
-    weight_map = {}
+    parts = {}
     for index in range(shards):
         name = "diffusion_pytorch_model.safetensors"
         if shards > 1:
             name = f"diffusion_pytorch_model-{index + 1:05d}-of-{shards:05d}.safetensors"
-        part = {key: tensors[key] for key in keys[index::shards]}
-        save_file(part, str(path / name), metadata={"format": "pt"})
-        weight_map |= dict.fromkeys(part, name)
-    if shards > 1:
-        index_file = path / "diffusion_pytorch_model.safetensors.index.json"
-        index_file.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
+        parts[name] = {key: tensors[key] for key in keys[index::shards]}
+    write_model_folder(path, parts, _diffusers_config(state))
     return path
 
 
@@ -164,32 +146,6 @@ def write_gguf(state: StateDict, path: str | os.PathLike, qtype: str = "Q8_0") -
     """city96's HunyuanVideo GGUF: architecture ``hyvid``, Tencent keys, matrices quantized to ``qtype``.
 
     As city96's files: 1-D and small tensors are F32, the 5-D ``img_in.proj.weight`` a real 5-D F32
-    tensor, every other matrix (embedders included) ``qtype``. ``qtype`` is one gguf-py can write
-    (:data:`GGUF_WRITABLE`).
+    tensor, every other matrix (embedders included) ``qtype`` (one gguf-py can write, :data:`.formats.GGUF_WRITABLE`).
     """
-    import gguf
-
-    if qtype not in GGUF_WRITABLE:
-        raise ValueError(f"gguf-py cannot quantize to {qtype}; choose one of {GGUF_WRITABLE}.")
-    gtype = gguf.GGMLQuantizationType[qtype]
-    path = _parent_made(path)
-    writer = gguf.GGUFWriter(str(path), "hyvid")
-    for key, value in state.items():
-        array = value.float().numpy()
-        if value.ndim != 2 or value.numel() <= _GGUF_SMALL:
-            writer.add_tensor(key, array)
-        elif qtype == "F16":
-            writer.add_tensor(key, array.astype("float16"))
-        else:
-            writer.add_tensor(key, gguf.quants.quantize(array, gtype), raw_dtype=gtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def _parent_made(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return write_gguf_file(state, path, "hyvid", qtype)

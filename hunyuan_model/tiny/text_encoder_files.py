@@ -21,12 +21,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .config import ClipConfig, LlmConfig
-from .quant import FP8, quantize_fp8
+from ..quant import quantize_fp8_scaled
+from ..text_encoder.config import ClipConfig, LlmConfig
+from ..text_encoder.gguf_names import to_llama_cpp
+from .formats import parent_made, write_gguf_file, write_model_folder, write_safetensors_file
 
-LlmLayout = Literal["text_folder", "llava_folder", "comfy_file", "comfy_fp8_scaled_file"]
+LlmLayout = Literal["text_folder", "llava_folder", "comfy_file", "comfy_fp8_scaled_file", "gguf_file"]
 ClipLayout = Literal["clip_folder", "comfy_file"]
-LLM_LAYOUTS: tuple[str, ...] = ("text_folder", "llava_folder", "comfy_file", "comfy_fp8_scaled_file")
+LLM_LAYOUTS: tuple[str, ...] = ("text_folder", "llava_folder", "comfy_file", "comfy_fp8_scaled_file", "gguf_file")
 CLIP_LAYOUTS: tuple[str, ...] = ("clip_folder", "comfy_file")
 
 # Llama-3.0 names for ids 128000-128255 (as in llava-llama-3-8b), then LLaVA's three added tokens.
@@ -202,11 +204,10 @@ def write_llm(
     save, two shards). ``llava_folder``: ``llava-llama-3-8b-v1_1-transformers`` (legacy
     ``language_model.model.*`` keys, with a vision tower and projector). ``comfy_file`` /
     ``comfy_fp8_scaled_file``: ComfyUI's ``llava_llama3_fp16`` / ``llava_llama3_fp8_scaled``
-    single files. Folders get the tokenizer files in them; a single file gets them in
-    ``<name>_tokenizer/`` beside it when ``tokenizer_dir`` is given.
+    single files. ``gguf_file``: city96's llama.cpp GGUF (``llava-llama-3-8B-v1_1-Q8_0.gguf``: llama.cpp
+    names and row order, Q8_0 matrices). Folders get the tokenizer files in them; a single file gets
+    them in ``<name>_tokenizer/`` beside it when ``tokenizer_dir`` is given.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     weights = {name: tensor.to(dtype).contiguous() for name, tensor in model.state_dict().items()}
     lm_head = torch.zeros(model.config.vocab_size, model.config.hidden_size, dtype=dtype)
@@ -215,12 +216,11 @@ def write_llm(
         tensors = {f"model.{name}": tensor for name, tensor in weights.items()} | {"lm_head.weight": lm_head}
         layers = {k: v for k, v in tensors.items() if ".layers." in k}
         rest = {k: v for k, v in tensors.items() if k not in layers}
-        _write_folder(path, {"model-00001-of-00002.safetensors": layers, "model-00002-of-00002.safetensors": rest})
-        (path / "config.json").write_text(json.dumps({**config, "architectures": ["LlamaForCausalLM"]}, indent=2))
+        shards = {"model-00001-of-00002.safetensors": layers, "model-00002-of-00002.safetensors": rest}
+        write_model_folder(path, shards, {**config, "architectures": ["LlamaForCausalLM"]})
     elif layout == "llava_folder":
         tensors = {f"language_model.model.{name}": tensor for name, tensor in weights.items()}
         tensors |= {"language_model.lm_head.weight": lm_head, **_llava_vision_parts(dtype)}
-        _write_folder(path, {"model.safetensors": tensors})
         llava = {
             "architectures": ["LlavaForConditionalGeneration"],
             "model_type": "llava",
@@ -229,21 +229,17 @@ def write_llm(
             "text_config": {**config, "architectures": ["LlamaForCausalLM"]},
             "vision_config": {"model_type": "clip_vision_model", "hidden_size": 8, "num_hidden_layers": 1},
         }
-        (path / "config.json").write_text(json.dumps(llava, indent=2))
-    elif layout in ("comfy_file", "comfy_fp8_scaled_file"):
-        tensors = {f"model.{name}": tensor for name, tensor in weights.items()}
-        if layout == "comfy_fp8_scaled_file":
-            tensors = _scaled_fp8(tensors, model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path))
-        if tokenizer_dir is not None:
-            shutil.copytree(tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer", dirs_exist_ok=True)
-        return path
+        write_model_folder(path, {"model.safetensors": tensors}, llava)
+    elif layout in ("comfy_file", "comfy_fp8_scaled_file", "gguf_file"):
+        if layout == "gguf_file":
+            _write_llama_cpp_gguf(model, path)
+        else:
+            tensors = {f"model.{name}": tensor for name, tensor in weights.items()}
+            write_safetensors_file(_scaled_fp8(tensors, model) if layout == "comfy_fp8_scaled_file" else tensors, path)
+        return _with_tokenizer(path, tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer")
     else:
         raise ValueError(f"unknown LLM layout {layout!r}; expected one of {LLM_LAYOUTS}.")
-    if tokenizer_dir is not None:
-        shutil.copytree(tokenizer_dir, path, dirs_exist_ok=True)
-    return path
+    return _with_tokenizer(path, tokenizer_dir, path)
 
 
 def write_clip(
@@ -255,8 +251,6 @@ def write_clip(
 ) -> Path:
     """Save a ``CLIPTextModel`` as ``openai/clip-vit-large-patch14`` (``clip_folder``: a whole
     ``CLIPModel`` with a vision tower) or as ComfyUI's ``clip_l.safetensors`` (``comfy_file``)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     # Released files name the tower text_model.* whatever transformers calls it today.
     tensors = {
@@ -266,11 +260,8 @@ def write_clip(
     hidden = model.config.hidden_size
     tensors["text_projection.weight"] = torch.zeros(hidden, hidden, dtype=dtype)
     if layout == "comfy_file":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path))
-        if tokenizer_dir is not None:
-            shutil.copytree(tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer", dirs_exist_ok=True)
-        return path
+        write_safetensors_file(tensors, parent_made(path))
+        return _with_tokenizer(path, tokenizer_dir, path.parent / f"{path.name.split('.')[0]}_tokenizer")
     if layout != "clip_folder":
         raise ValueError(f"unknown CLIP layout {layout!r}; expected one of {CLIP_LAYOUTS}.")
     tensors |= {
@@ -278,26 +269,17 @@ def write_clip(
         "visual_projection.weight": torch.ones(8, 8, dtype=dtype),
         "logit_scale": torch.ones((), dtype=dtype),
     }
-    _write_folder(path, {"model.safetensors": tensors})
     text_config = {key: value for key, value in model.config.to_dict().items() if not key.startswith("_")}
     clip = {"architectures": ["CLIPModel"], "model_type": "clip", "text_config": text_config, "vision_config": {}}
-    (path / "config.json").write_text(json.dumps(clip, indent=2))
+    write_model_folder(path, {"model.safetensors": tensors}, clip)
+    return _with_tokenizer(path, tokenizer_dir, path)
+
+
+def _with_tokenizer(path: Path, tokenizer_dir: str | Path | None, where: Path) -> Path:
+    """``path``, after copying the tokenizer files (if any) to ``where``: into a folder, or beside a single file."""
     if tokenizer_dir is not None:
-        shutil.copytree(tokenizer_dir, path, dirs_exist_ok=True)
+        shutil.copytree(tokenizer_dir, where, dirs_exist_ok=True)
     return path
-
-
-def _write_folder(folder: Path, shards: dict[str, dict[str, torch.Tensor]]) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    weight_map = {}
-    for filename, tensors in shards.items():
-        save_file(tensors, str(folder / filename), metadata={"format": "pt"})
-        weight_map |= dict.fromkeys(tensors, filename)
-    if len(shards) > 1:
-        index = {"metadata": {}, "weight_map": weight_map}
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
 def _llama_config_dict(model: nn.Module) -> dict:
@@ -318,11 +300,24 @@ def _scaled_fp8(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
     """ComfyUI's scaled_fp8 layout: decoder Linear weights in float8_e4m3fn with a float32
     ``scale_weight`` each, everything else as it was, and an empty ``scaled_fp8`` marker."""
     linears = {f"model.{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Linear)}
-    out = {"scaled_fp8": torch.empty(0, dtype=FP8)}
+    out = {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
     for name, tensor in tensors.items():
         if name in linears:
-            out[name], scale = quantize_fp8(tensor)
+            out[name], scale = quantize_fp8_scaled(tensor)
             out[name.removesuffix(".weight") + ".scale_weight"] = scale.reshape(())
         else:
             out[name] = tensor
     return out
+
+
+def _write_llama_cpp_gguf(model: nn.Module, path: Path) -> None:
+    config = model.config
+    metadata = {
+        "llama.attention.head_count": config.num_attention_heads,
+        "llama.attention.head_count_kv": config.num_key_value_heads,
+        "llama.attention.key_length": config.head_dim,
+        "llama.attention.layer_norm_rms_epsilon": float(config.rms_norm_eps),
+        "llama.rope.freq_base": float(config.rope_parameters["rope_theta"]),
+    }
+    state = to_llama_cpp(model.state_dict(), config.num_attention_heads, config.num_key_value_heads)
+    write_gguf_file(state, path, "llama", "Q8_0", metadata)
