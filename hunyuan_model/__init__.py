@@ -6,6 +6,7 @@ See the README's "Python API" section for a tour.
 
 from .attention import ATTENTION_BACKENDS, installed_backends
 from .checkpoint import CheckpointError, load_weights, open_checkpoint
+from .compile_blocks import BlockCompile
 from .dit import (
     DiTConfig,
     HunyuanVideoTransformer,
@@ -28,6 +29,7 @@ from .latent import (
 from .offload import BlockSwap, ModelSizes, Workload, plan_block_swap
 from .quant import WeightStorage, keeps_base_precision
 from .sampling import SamplerSettings, flow_sigmas, sample, seeded_noise
+from .step_cache import StepCache
 from .text_encoder import HunyuanTextEncoder, load_text_encoder
 from .text_encoder.embeds_io import load_embeds, save_embeds
 from .vae import CausalVideoVAE, Tiling, VAEConfig, VAEOutOfMemoryError, auto_tiling, load_vae
@@ -37,6 +39,7 @@ from .video_file import VIDEO_FORMATS, write_video
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "BlockCompile",
     "BlockSwap",
     "LATENT_CHANNELS",
     "VAE_SCALING_FACTOR",
@@ -51,6 +54,7 @@ __all__ = [
     "PlacedModel",
     "Placement",
     "ReloadEachRun",
+    "StepCache",
     "Tiling",
     "TransformerFile",
     "TransformerHandle",

@@ -114,9 +114,13 @@ class TransformerHandle(PlacedModel):
     """A placed HunyuanVideo DiT: what the model loader hands to the sampler (and block swap).
 
     ``options`` are the long-video and guidance extras the sampler applies (:mod:`.extras`; None = none).
+    ``step_cache`` (a :class:`~.step_cache.StepCache`) and ``compile`` (a :class:`~.compile_blocks.BlockCompile`)
+    wrap the model's runner while the sampler runs (:mod:`.sampling.hooks`); None leaves the model as it is.
     """
 
     options: VideoOptions | None = None
+    step_cache: Any = None
+    compile: Any = None
 
 
 def module_bytes(module: torch.nn.Module) -> int:

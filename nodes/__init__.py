@@ -6,6 +6,7 @@ workflow working, and an id, once shipped, stays (tests/test_package.py pins the
 """
 
 from .block_swap import HunyuanVideoBlockSwap
+from .compile_blocks import HunyuanVideoCompile
 from .guidance import HunyuanVideoEnhanceAVideo, HunyuanVideoSkipLayerGuidance
 from .image_to_video import HunyuanVideoImageToVideo
 from .latent import HunyuanVideoEmptyLatent
@@ -13,6 +14,7 @@ from .long_video import HunyuanVideoExtend, HunyuanVideoLongVideo
 from .lora import HunyuanVideoLoRA
 from .model_loader import HunyuanVideoModelLoader
 from .sampling import HunyuanVideoSampler
+from .step_cache import HunyuanVideoStepCache
 from .text import (
     HunyuanVideoConditioningToEmbeds,
     HunyuanVideoTextEmbedsLoad,
@@ -31,6 +33,8 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "HunyuanVideoModelLoader": HunyuanVideoModelLoader,
     "HunyuanVideoLoRA": HunyuanVideoLoRA,
     "HunyuanVideoBlockSwap": HunyuanVideoBlockSwap,
+    "HunyuanVideoStepCache": HunyuanVideoStepCache,
+    "HunyuanVideoCompile": HunyuanVideoCompile,
     "HunyuanVideoLongVideo": HunyuanVideoLongVideo,
     "HunyuanVideoEnhanceAVideo": HunyuanVideoEnhanceAVideo,
     "HunyuanVideoSkipLayerGuidance": HunyuanVideoSkipLayerGuidance,

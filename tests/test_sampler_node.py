@@ -65,7 +65,10 @@ def test_defaults_and_input_names_are_the_documented_ones():
         "embedded_guidance": 6.0,
         "denoise": 1.0,
     }
-    assert list(HunyuanVideoSampler.INPUT_TYPES()["optional"]) == ["sigmas"]
+    # solver is last, so workflows saved before it existed keep their widget positions
+    optional = HunyuanVideoSampler.INPUT_TYPES()["optional"]
+    assert list(optional) == ["sigmas", "solver"]
+    assert optional["solver"][0] == ["euler", "dpmpp_2m", "unipc"] and optional["solver"][1]["default"] == "euler"
     assert required["seed"][1]["max"] == 2**64 - 1
 
 

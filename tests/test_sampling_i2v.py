@@ -182,3 +182,28 @@ def test_images_are_converted_as_tencent_converts_them():
     assert bucket_size(1000, 1000) == (960, 960)
     assert bucket_size(1920, 1080, "540p") == (928, 544)
     assert bucket_size(480, 640, "360p") == (416, 544)
+
+
+def test_step_cache_runs_on_token_replace_models(vae, picture):
+    """TeaCache's indicator reads block 0's modulation of ``vec``; under token replacement the blocks get a
+    TokenReplaceVec, whose plain ``vec`` it uses. Threshold 0 stays bit-identical; a high one reuses steps."""
+    import dataclasses
+
+    from hunyuanvideo_pack.hunyuan_model.step_cache import StepCache
+
+    config = VARIANTS["token_replace"]
+    model = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.float32), seed=7)
+    embeds = TextEmbeds(random_prompts(config, (7,), seed=8))
+    latent = torch.zeros(1, 16, 3, SIZE[1] // 8, SIZE[0] // 8)
+    condition = our_condition(vae, picture)
+    settings = SamplerSettings(steps=6, shift=7.0)
+    plain = sample(make_handle(model), embeds, latent, seed=9, settings=settings, image=condition)
+    results = {}
+    for threshold in (0.0, 10.0):
+        cache = StepCache("teacache", threshold=threshold)
+        handle = dataclasses.replace(make_handle(model), step_cache=cache)
+        results[threshold] = sample(handle, embeds, latent, seed=9, settings=settings, image=condition)
+        if threshold:
+            assert cache.last_run.reused > 0
+    assert torch.equal(results[0.0], plain)
+    assert torch.isfinite(results[10.0]).all()

@@ -97,7 +97,7 @@ def test_run_values_replace_the_saved_widgets_and_primitive_values():
     updated = with_run_values(ui, api, NODE_CLASS_MAPPINGS)
     assert ui_to_api(updated, NODE_CLASS_MAPPINGS) == api
     sampler = next(node for node in updated["nodes"] if node["id"] == 5)
-    assert sampler["widgets_values"] == [7, "fixed", 30, 7, 6, 1, False]  # the control slot kept
+    assert sampler["widgets_values"] == [7, "fixed", 30, 7, 6, 1, False, "euler"]  # the control slot kept
     assert ui["nodes"][4]["widgets_values"][0] == 42  # the original is untouched
     ui["nodes"].append(
         {"id": 20, "type": "PrimitiveNode", "widgets_values": [30, "fixed"], "outputs": [{"links": [99]}]}

@@ -1,12 +1,14 @@
-"""Flow-matching sampling: the shifted sigma schedule, seeded noise and the Euler loop over the DiT."""
+"""Flow-matching sampling: the shifted sigma schedule, seeded noise and Euler and multistep solvers over the DiT."""
 
 from .euler import StepCallback, euler_sample
 from .noise import add_noise, seeded_noise
 from .sampler import SamplerSettings, check_inputs, sample
 from .schedule import check_sigmas, flow_sigmas, shift_sigmas, timesteps
+from .solvers import SOLVER_NAMES, solve
 from .velocity import GuidedVelocity, PromptBatch
 
 __all__ = [
+    "SOLVER_NAMES",
     "GuidedVelocity",
     "PromptBatch",
     "SamplerSettings",
@@ -19,5 +21,6 @@ __all__ = [
     "sample",
     "seeded_noise",
     "shift_sigmas",
+    "solve",
     "timesteps",
 ]

@@ -1,4 +1,4 @@
-"""Text-to-video and video-to-video sampling: inputs checked, noise seeded, the Euler loop run through a handle.
+"""Text-to-video and video-to-video sampling: inputs checked, noise seeded, the solver run through a handle.
 
 Latents come in and go out as **raw VAE latents** (what ComfyUI's LATENT holds); the DiT works in
 model space, ``raw * VAE_SCALING_FACTOR``. The conversion happens here and nowhere else.
@@ -20,10 +20,12 @@ from ..extras.options import applied, forward_shape
 from ..handle import TransformerHandle
 from ..image_condition import ImageCondition
 from ..latent import VAE_SCALING_FACTOR
-from .euler import StepCallback, euler_sample
+from .euler import StepCallback
+from .hooks import model_hooks
 from .image_to_video import ImageConditionedVelocity, check_image_condition, image_to_video_start
 from .noise import add_noise, seeded_noise
 from .schedule import check_schedule_settings, check_sigmas, flow_sigmas, timesteps
+from .solvers import check_solver, solve
 from .velocity import GuidedVelocity
 
 
@@ -31,16 +33,20 @@ from .velocity import GuidedVelocity
 class SamplerSettings:
     """How to sample. ``sigmas`` (custom noise levels, steps + 1 values from at most 1 down towards 0)
     replace the schedule made from ``steps``, ``shift`` and ``denoise``. ``guidance`` is the embedded
-    guidance scale of distilled models (ignored by models without a guidance embedding)."""
+    guidance scale of distilled models (ignored by models without a guidance embedding). ``solver`` follows
+    the flow: ``euler`` (Tencent's), ``dpmpp_2m`` or ``unipc`` (second-order multistep, one model call per step
+    too; see :mod:`.multistep`)."""
 
     steps: int = 30
     shift: float = 7.0
     guidance: float = 6.0
     denoise: float = 1.0
     sigmas: torch.Tensor | None = None
+    solver: str = "euler"
 
     def __post_init__(self) -> None:
         check_schedule_settings(self.steps, self.shift, self.denoise)
+        check_solver(self.solver)
         if not self.guidance >= 0:
             raise ValueError(f"embedded guidance must be 0 or more (6.0 is the default), got {self.guidance}.")
         if self.sigmas is not None:
@@ -149,7 +155,8 @@ def sample(
     ``image``: the first frame for image-to-video DiTs (required by them, refused by text-to-video ones;
     see :mod:`.image_to_video`). ``between_modules()`` runs before each top-level module of every forward
     (through the model's runner, around whatever runner the placement installed) and may raise to
-    cancel: one step of a large video can take minutes.
+    cancel: one step of a large video can take minutes. The handle's ``step_cache`` and ``compile``
+    wrap the model for this run only (:mod:`.hooks`).
     """
     settings = settings or SamplerSettings()
     config = check_inputs(handle, embeds, latent, image)
@@ -172,5 +179,6 @@ def sample(
             if image is not None:
                 velocity = ImageConditionedVelocity(velocity, config, image_latent, latent.shape[2])
             del clean, noise
-            x = euler_sample(velocity, x, sigmas, on_step)
+            with model_hooks(handle, model, len(sigmas) - 1, tuple(latent.shape)) as hooked:
+                x = solve(settings.solver, hooked(velocity), x, sigmas, on_step)
     return (x / VAE_SCALING_FACTOR).cpu()
