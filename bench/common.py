@@ -39,20 +39,12 @@ def bench_model(args):
 
     import_pack()
     from hunyuanvideo_pack.hunyuan_model.conditioning import PromptEmbeds, TextEmbeds
-    from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig, HunyuanVideoTransformer, init_random_weights
+    from hunyuanvideo_pack.hunyuan_model.dit import HunyuanVideoTransformer, init_random_weights
     from hunyuanvideo_pack.hunyuan_model.handle import TransformerHandle
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     device = torch.device(args.device)
-    config = DiTConfig.tiny(
-        hidden_size=args.hidden,
-        heads=args.hidden // 128,
-        double_blocks=args.double,
-        single_blocks=args.single,
-        mlp_hidden=4 * args.hidden,
-        text_dim=4096,
-        pooled_dim=768,
-    )
+    config = bench_config(args)
     model = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.float32), seed=0)
     model.to(device, dtype)
     model.compute_dtype = dtype
@@ -61,6 +53,22 @@ def bench_model(args):
     prompt = PromptEmbeds(torch.randn(1, 256, config.text_dim, generator=g), mask, torch.randn(1, 768, generator=g))
     handle = TransformerHandle(model, device, device, description="bench DiT")
     return handle, TextEmbeds(prompt), torch.zeros(1, 16, *args.latent)
+
+
+def bench_config(args):
+    """The bench DiT's config: ``--hidden`` wide (128-wide heads), ``--double`` + ``--single`` blocks, the
+    released text widths."""
+    from hunyuanvideo_pack.hunyuan_model.dit import DiTConfig
+
+    return DiTConfig.tiny(
+        hidden_size=args.hidden,
+        heads=args.hidden // 128,
+        double_blocks=args.double,
+        single_blocks=args.single,
+        mlp_hidden=4 * args.hidden,
+        text_dim=4096,
+        pooled_dim=768,
+    )
 
 
 def describe(args) -> str:

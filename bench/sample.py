@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import bench_config  # noqa: E402
+
 import conftest  # noqa: E402, F401  (imports the pack as hunyuanvideo_pack)
 from hunyuanvideo_pack.hunyuan_model.conditioning import PromptEmbeds, TextEmbeds  # noqa: E402
 from hunyuanvideo_pack.hunyuan_model.dit import (  # noqa: E402
-    DiTConfig,
     HunyuanVideoTransformer,
     init_random_weights,
     tencent_to_diffusers,
@@ -60,15 +61,7 @@ def build(args: argparse.Namespace):
     diffusers_logging.set_verbosity_error()
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    config = DiTConfig.tiny(
-        hidden_size=args.hidden,
-        heads=args.hidden // 128,
-        double_blocks=args.double,
-        single_blocks=args.single,
-        mlp_hidden=4 * args.hidden,
-        text_dim=4096,
-        pooled_dim=768,
-    )
+    config = bench_config(args)
     ours = init_random_weights(HunyuanVideoTransformer(config, dtype=torch.float32), seed=0)
     theirs = diffusers_model(config)
     theirs.load_state_dict(tencent_to_diffusers(ours.state_dict()), strict=True)
