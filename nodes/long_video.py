@@ -10,7 +10,8 @@ from ..hunyuan_model.extras import ContextWindows, VideoOptions, extend_latent, 
 from ..hunyuan_model.handle import TransformerHandle
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs
 from . import comfy_env
-from .sampling import MAX_SEED, _latent_samples, _make_room
+from .inputs import seed_input
+from .sampling import _latent_samples, _make_room
 from .types import EMBEDS, MODEL
 
 CATEGORY = "HunyuanVideo/long video"
@@ -133,16 +134,7 @@ class HunyuanVideoExtend:
                 "model": (MODEL, {"tooltip": "The HunyuanVideo DiT (its long-video and guidance settings apply)."}),
                 "embeds": (EMBEDS, {"tooltip": "The prompt for the new frames, from HunyuanVideo Text Encode."}),
                 "latent": ("LATENT", {"tooltip": "The video to continue, as HunyuanVideo VAE latents."}),
-                "seed": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": MAX_SEED,
-                        "control_after_generate": True,
-                        "tooltip": "The noise seed of the new frames.",
-                    },
-                ),
+                "seed": seed_input("The noise seed of the new frames."),
                 "new_frames": frames(32, 4, "How many frames to add (a multiple of 4: one latent frame each 4)."),
                 "context_frames": frames(
                     16,

@@ -15,12 +15,12 @@ from ..hunyuan_model.sampling import SOLVER_NAMES, SamplerSettings, check_inputs
 from ..hunyuan_model.sampling.cost import forward_flops, matmul_speed
 from . import comfy_env
 from .image_to_video import IMAGE_LATENT_KEY, STABILITY_KEY, image_condition_of
+from .inputs import seed_input
 from .types import EMBEDS, MODEL
 
 log = logging.getLogger("HunyuanVideo")
 
 CATEGORY = "HunyuanVideo/sampling"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
 class SamplingOutOfMemoryError(torch.cuda.OutOfMemoryError):
@@ -63,16 +63,9 @@ class HunyuanVideoSampler:
                         "denoise below 1 for video-to-video."
                     },
                 ),
-                "seed": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": MAX_SEED,
-                        "control_after_generate": True,
-                        "tooltip": "The noise seed; the same seed gives the same video on any GPU or the CPU. "
-                        "In a batch, video i uses seed + i, so any of them can be made again alone.",
-                    },
+                "seed": seed_input(
+                    "The noise seed; the same seed gives the same video on any GPU or the CPU. "
+                    "In a batch, video i uses seed + i, so any of them can be made again alone."
                 ),
                 "steps": (
                     "INT",

@@ -14,6 +14,7 @@ from ..hunyuan_model.text_encoder.embeds_io import load_embeds, save_embeds
 from ..hunyuan_model.text_encoder.native import embeds_from_conditioning
 from ..hunyuan_model.text_encoder.templates import PromptTemplate, template_named
 from . import comfy_env, output_files
+from .inputs import cfg_scale_input
 from .types import EMBEDS, TEXT_ENCODER
 from .widget_checks import join_problems, validate
 
@@ -203,16 +204,9 @@ class HunyuanVideoTextEncode:
                         "prompt goes. The part up to the user turn is cut from the result.",
                     },
                 ),
-                "cfg_scale": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 1.0,
-                        "max": 30.0,
-                        "step": 0.1,
-                        "tooltip": "True classifier-free guidance: 1.0 = off (one forward per step); above 1 "
-                        "the sampler also runs the negative prompt, which doubles the time per step.",
-                    },
+                "cfg_scale": cfg_scale_input(
+                    "True classifier-free guidance: 1.0 = off (one forward per step); above 1 "
+                    "the sampler also runs the negative prompt, which doubles the time per step."
                 ),
                 "hidden_state_skip_layer": (
                     "INT",

@@ -12,6 +12,7 @@ from ..hunyuan_model.text_encoder.templates import VIDEO_I2V
 from ..hunyuan_model.text_encoder.vision import VISION_FILE_ADVICE, LlavaVision, clip_pixels, load_vision
 from . import comfy_env
 from .files import fingerprint
+from .inputs import cfg_scale_input
 from .text import encode_with_handle
 from .types import EMBEDS, TEXT_ENCODER
 
@@ -90,16 +91,9 @@ class HunyuanVideoTextImageEncode:
                         "= more weight on the image.",
                     },
                 ),
-                "cfg_scale": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 1.0,
-                        "max": 30.0,
-                        "step": 0.1,
-                        "tooltip": "True classifier-free guidance: 1.0 = off; above 1 the negative prompt runs too "
-                        "(twice the time per step).",
-                    },
+                "cfg_scale": cfg_scale_input(
+                    "True classifier-free guidance: 1.0 = off; above 1 the negative prompt runs too "
+                    "(twice the time per step)."
                 ),
             }
         }

@@ -27,6 +27,19 @@ def import_pack(name: str = PACK_NAME):
 import_pack()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on one thread: on a shared 2-core machine two OpenMP threads wait on each other ~10 ms per op,
+    so tiny forwards and convolutions run about 10x faster on one. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def models_dir(tmp_path):
     """An empty standalone models directory with ComfyUI's folder names, configured as current."""

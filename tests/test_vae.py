@@ -34,13 +34,7 @@ TILED_LATENT_SHAPE = (1, 16, 5, 6, 5)
 GIB = 1024**3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a shared 2-core machine, two OpenMP threads wait on each other ~10 ms per op; one thread is 10x faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomized_tiny_vae(seed: int = 0) -> CausalVideoVAE:

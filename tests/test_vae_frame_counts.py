@@ -13,14 +13,7 @@ from hunyuanvideo_pack.hunyuan_model.latent import latent_frames, video_frames
 from hunyuanvideo_pack.hunyuan_model.vae import AUTO_LADDER, CausalVideoVAE, Tiling, VAEConfig, decode, encode
 from hunyuanvideo_pack.hunyuan_model.vae.tiling import TilePlan, decode_plan, encode_plan
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As in test_vae: on the shared 2-core machine one thread is much faster for these tiny convolutions.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TILINGS = [*AUTO_LADDER, Tiling(0, 0, 8, 4), Tiling(0, 0, 12, 4), Tiling(0, 0, 16, 8), Tiling(0, 0, 20, 0)]
