@@ -11,3 +11,13 @@ def seed_input(tooltip: str) -> tuple:
 def cfg_scale_input(tooltip: str) -> tuple:
     """True classifier-free guidance scale: 1.0 is off."""
     return ("FLOAT", {"default": 1.0, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": tooltip})
+
+
+def shift_input(tooltip: str) -> tuple:
+    """The flow-matching schedule's shift (Tencent's 7.0)."""
+    return ("FLOAT", {"default": 7.0, "min": 0.01, "max": 100.0, "step": 0.1, "tooltip": tooltip})
+
+
+def embedded_guidance_input(tooltip: str) -> tuple:
+    """The guidance scale embedded into the distilled model (Tencent's 6.0)."""
+    return ("FLOAT", {"default": 6.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": tooltip})

@@ -10,7 +10,7 @@ from ..hunyuan_model.extras import ContextWindows, VideoOptions, extend_latent, 
 from ..hunyuan_model.handle import TransformerHandle
 from ..hunyuan_model.sampling import SamplerSettings, check_inputs
 from . import comfy_env
-from .inputs import seed_input
+from .inputs import embedded_guidance_input, seed_input, shift_input
 from .sampling import _latent_samples, _make_room
 from .types import EMBEDS, MODEL
 
@@ -152,26 +152,8 @@ class HunyuanVideoExtend:
                     "INT",
                     {"default": 30, "min": 1, "max": 1000, "tooltip": "Denoising steps of the new frames."},
                 ),
-                "shift": (
-                    "FLOAT",
-                    {
-                        "default": 7.0,
-                        "min": 0.01,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "tooltip": "Flow shift, as in the sampler.",
-                    },
-                ),
-                "embedded_guidance": (
-                    "FLOAT",
-                    {
-                        "default": 6.0,
-                        "min": 0.0,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "tooltip": "Embedded guidance, as in the sampler.",
-                    },
-                ),
+                "shift": shift_input("Flow shift, as in the sampler."),
+                "embedded_guidance": embedded_guidance_input("Embedded guidance, as in the sampler."),
                 "offload_model": (
                     "BOOLEAN",
                     {"default": True, "tooltip": "Move the DiT off the GPU when done, as in the sampler."},

@@ -15,7 +15,7 @@ from ..hunyuan_model.sampling import SOLVER_NAMES, SamplerSettings, check_inputs
 from ..hunyuan_model.sampling.cost import forward_flops, matmul_speed
 from . import comfy_env
 from .image_to_video import IMAGE_LATENT_KEY, STABILITY_KEY, image_condition_of
-from .inputs import seed_input
+from .inputs import embedded_guidance_input, seed_input, shift_input
 from .types import EMBEDS, MODEL
 
 log = logging.getLogger("HunyuanVideo")
@@ -77,27 +77,13 @@ class HunyuanVideoSampler:
                         "Tencent uses 50.",
                     },
                 ),
-                "shift": (
-                    "FLOAT",
-                    {
-                        "default": 7.0,
-                        "min": 0.01,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "tooltip": "Flow shift: how much of the schedule is spent at high noise, where layout and "
-                        "motion form. 7.0 is Tencent's value at every resolution; lower (2-5) can suit small videos.",
-                    },
+                "shift": shift_input(
+                    "Flow shift: how much of the schedule is spent at high noise, where layout and "
+                    "motion form. 7.0 is Tencent's value at every resolution; lower (2-5) can suit small videos."
                 ),
-                "embedded_guidance": (
-                    "FLOAT",
-                    {
-                        "default": 6.0,
-                        "min": 0.0,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "tooltip": "The guidance the released model was distilled with (one pass per step): higher "
-                        "follows the prompt more closely. 6.0 is Tencent's default. Ignored by models without it.",
-                    },
+                "embedded_guidance": embedded_guidance_input(
+                    "The guidance the released model was distilled with (one pass per step): higher "
+                    "follows the prompt more closely. 6.0 is Tencent's default. Ignored by models without it."
                 ),
                 "denoise": (
                     "FLOAT",
